@@ -1,0 +1,117 @@
+"""paperlab's train step against a minimal hand-written jax+optax loop, side by side in one process.
+
+Both sides train the same MLP (same shapes, same initial parameters), on the same digits data with
+on-device batch sampling, with the same optax AdamW + warmup-cosine optimizer, for the same number
+of steps. paperlab's side is its real loop body: the compiled `train_step` (sampling, loss, grads,
+update, the logged norms) plus the one-step-late metrics fetch that `train_and_evaluate` does. The
+hand-written side is a jitted step with the loss and update only and no metrics fetch.
+
+  python scripts/bench_step.py [--steps 2000] [--width 256] [--depth 2] [--batch 128] [--repeats 5]
+
+Prints the median step time of each side and the ratio paperlab / hand-written (goal: <= 1.05).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from paperlab import config as config_lib
+from paperlab import dist, train
+
+
+def paperlab_side(args):
+  config = config_lib.load("configs/quickstart.py")
+  config.model.width, config.model.depth, config.batch_size = args.width, args.depth, args.batch
+  config.total_steps = args.steps
+  exp = train.build_experiment(config)
+  state = jax.device_put(train.init_state(exp), dist.replicated(exp.mesh))
+  data = jax.device_put(exp.source.device_data, dist.replicated(exp.mesh))
+  step_fn = jax.jit(train.make_train_step(exp), donate_argnums=(0,)).lower(state, data).compile()
+
+  def run(state, steps):
+    pending = None
+    for _ in range(steps):
+      state, metrics = step_fn(state, data)
+      if pending is not None:
+        bool(pending["finite"])  # the loop's one-step-late check, as in train_and_evaluate
+      pending = metrics
+    jax.block_until_ready(state)
+    return state
+  return exp, state, run
+
+
+def hand_side(args, exp):
+  """Same params, data and optimizer; everything else written by hand."""
+  params = jax.tree.map(jnp.array, exp.init_params)
+  x_train = exp.source.device_data["x"] if isinstance(exp.source.device_data, dict) else None
+  y_train = exp.source.device_data["y"]
+  schedule = optax.warmup_cosine_decay_schedule(0.0, exp.config.optim.lr, exp.config.optim.warmup_steps,
+                                                args.steps)
+  tx = optax.adamw(schedule, weight_decay=exp.config.optim.weight_decay)
+  model_state = exp.init_model_state
+  graphdef = exp.graphdef
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+
+  def loss_fn(params, x, y):
+    logits = nnx.merge(graphdef, params, model_state)(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  @jax.jit
+  def step(params, opt_state, i):
+    idx = jax.random.randint(jax.random.fold_in(jax.random.key(0), i), (args.batch,), 0, y_train.shape[0])
+    grads = jax.grad(loss_fn)(params, x_train[idx], y_train[idx])
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  opt_state = tx.init(params)
+
+  def run(carry, steps):
+    params, opt_state = carry
+    for i in range(steps):
+      params, opt_state = step(params, opt_state, i)
+    jax.block_until_ready(params)
+    return params, opt_state
+  return (params, opt_state), run
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--steps", type=int, default=2000)
+  parser.add_argument("--width", type=int, default=256)
+  parser.add_argument("--depth", type=int, default=2)
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--repeats", type=int, default=5)
+  args = parser.parse_args()
+
+  exp, pl_state, pl_run = paperlab_side(args)
+  hand_carry, hand_run = hand_side(args, exp)
+  pl_state = pl_run(pl_state, 50)  # warm-up (and compile the hand step)
+  hand_carry = hand_run(hand_carry, 50)
+  times = {"paperlab": [], "hand-written": []}
+  for _ in range(args.repeats):  # interleaved, so drift in machine load hits both sides alike
+    t0 = time.perf_counter()
+    pl_state = pl_run(pl_state, args.steps)
+    times["paperlab"].append((time.perf_counter() - t0) / args.steps)
+    t0 = time.perf_counter()
+    hand_carry = hand_run(hand_carry, args.steps)
+    times["hand-written"].append((time.perf_counter() - t0) / args.steps)
+
+  med = {k: statistics.median(v) for k, v in times.items()}
+  print(f"machine: {platform.machine()} {jax.device_count()}x {jax.default_backend()} "
+        f"(jax {jax.__version__}); MLP 64-{'-'.join([str(args.width)] * args.depth)}-10, batch {args.batch}, "
+        f"{args.steps} steps x {args.repeats} repeats")
+  print(f"{'side':<14} {'median ms/step':>15} {'steps/s':>10}")
+  for name, t in med.items():
+    print(f"{name:<14} {t * 1e3:>15.4f} {1 / t:>10.0f}")
+  print(f"ratio paperlab / hand-written: {med['paperlab'] / med['hand-written']:.3f} (goal <= 1.05)")
+
+
+if __name__ == "__main__":
+  main()
