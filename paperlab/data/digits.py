@@ -53,9 +53,7 @@ class DigitsSource(Source):
   on_device = True
 
   def __init__(self, config: ml_collections.ConfigDict, batch_size: int):
-    self.name = config.name
-    self.seed = config.seed
-    self.batch_size = batch_size
+    super().__init__(config, batch_size)
     train_x, train_y, self._test_x, self._test_y = load_split()
     self.num_train = len(train_x)
     self.input_shape = tuple(train_x.shape[1:])

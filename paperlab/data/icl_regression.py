@@ -38,10 +38,12 @@ def default_config(name: str = "icl_regression") -> ml_collections.ConfigDict:
 def generate(key: jax.Array, num_sequences: int, dim: int, num_points: int,
              noise_std: float) -> dict[str, jax.Array]:
   """`num_sequences` regression sequences: {'x': [S, 2n, d+1], 'y': [S, 2n], 'mask': [S, 2n]}."""
-  key_x, key_w, key_noise = jax.random.split(key, 3)
-  xs = jax.random.normal(key_x, (num_sequences, num_points, dim), jnp.float32)
-  w = jax.random.normal(key_w, (num_sequences, dim), jnp.float32)
-  noise = jax.random.normal(key_noise, (num_sequences, num_points), jnp.float32)
+  # One normal draw cut into x, w and noise (one threefry call compiles ~3x faster than three).
+  d, n = dim, num_points
+  z = jax.random.normal(key, (num_sequences, n * d + d + n), jnp.float32)
+  xs = z[:, :n * d].reshape(num_sequences, n, d)
+  w = z[:, n * d:n * d + d]
+  noise = z[:, n * d + d:]
   # Elementwise product and sum, not einsum: a matmul may run at reduced precision on GPU/TPU.
   ys = jnp.sum(xs * w[:, None, :], axis=-1) + noise_std * noise
   zeros_col = jnp.zeros((num_sequences, num_points, 1), jnp.float32)
@@ -53,6 +55,10 @@ def generate(key: jax.Array, num_sequences: int, dim: int, num_points: int,
   mask = jnp.broadcast_to(jnp.tile(jnp.array([1.0, 0.0], jnp.float32), num_points),
                           (num_sequences, seq_len))
   return {"x": tokens, "y": targets, "mask": mask}
+
+
+# Shared by all sources, so equal configs compile the held-out set once per process.
+_generate_jit = jax.jit(generate, static_argnums=(1, 2, 3))
 
 
 class ICLRegressionSource(Source):
@@ -73,9 +79,7 @@ class ICLRegressionSource(Source):
                        f"config.data.noise_std must be >= 0, got {config.noise_std}")
     config_lib.require(config.num_eval >= 1,
                        f"config.data.num_eval must be >= 1, got {config.num_eval}")
-    self.name = config.name
-    self.seed = config.seed
-    self.batch_size = batch_size
+    super().__init__(config, batch_size)
     self.dim, self.num_points = config.dim, config.num_points
     self.noise_std, self.num_eval = config.noise_std, config.num_eval
     self.input_shape = (2 * self.num_points, self.dim + 1)
@@ -87,8 +91,7 @@ class ICLRegressionSource(Source):
 
   @functools.cached_property
   def _eval_set(self) -> dict[str, np.ndarray]:
-    make = jax.jit(generate, static_argnums=(1, 2, 3, 4))
-    data = make(sampling.stream_key(self.seed, sampling.EVAL), self.num_eval, self.dim,
+    data = _generate_jit(sampling.stream_key(self.seed, sampling.EVAL), self.num_eval, self.dim,
                 self.num_points, self.noise_std)
     return {k: np.asarray(v) for k, v in data.items()}
 

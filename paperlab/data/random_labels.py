@@ -15,6 +15,8 @@ inputs without replacement epoch by epoch, as for any finite dataset, and carry 
 phase of their step. `eval_batches(step)` runs over all N inputs with the labels of the phase of
 `step`: its accuracy is the memorization accuracy of the current phase.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -36,6 +38,20 @@ def default_config(name: str = "random_labels") -> ml_collections.ConfigDict:
       num_examples=config_lib.placeholder(int), dim=config_lib.placeholder(int))
 
 
+def phase_labels(seed: int, num_examples: int, num_classes: int, phase) -> jax.Array:
+  """labels_p for p = phase: int32 [num_examples] uniform in [0, num_classes)."""
+  key = jax.random.fold_in(sampling.stream_key(seed, sampling.LABELS), phase)
+  return jax.random.randint(key, (num_examples,), 0, num_classes, jnp.int32)
+
+
+_phase_labels_jit = jax.jit(phase_labels, static_argnums=(1, 2))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _gaussian_jit(seed, num_examples: int, dim: int) -> jax.Array:
+  return jax.random.normal(sampling.stream_key(seed, sampling.INPUTS), (num_examples, dim))
+
+
 def _inputs(config: ml_collections.ConfigDict) -> np.ndarray:
   if config.inputs == "digits":
     config_lib.require(config.dim is None,
@@ -50,8 +66,7 @@ def _inputs(config: ml_collections.ConfigDict) -> np.ndarray:
   dim = GAUSSIAN_DEFAULT_DIM if config.dim is None else config.dim
   config_lib.require(num >= 1, f"config.data.num_examples must be >= 1, got {num}")
   config_lib.require(dim >= 1, f"config.data.dim must be >= 1, got {dim}")
-  key = sampling.stream_key(config.seed, sampling.INPUTS)
-  return np.asarray(jax.random.normal(key, (num, dim), jnp.float32))
+  return np.asarray(_gaussian_jit(config.seed, num, dim))
 
 
 class RandomLabelsSource(Source):
@@ -69,9 +84,7 @@ class RandomLabelsSource(Source):
                        f"config.data.num_classes must be >= 2, got {config.num_classes}")
     config_lib.require(config.reshuffle_every >= 1,
                        f"config.data.reshuffle_every must be >= 1, got {config.reshuffle_every}")
-    self.name = config.name
-    self.seed = config.seed
-    self.batch_size = batch_size
+    super().__init__(config, batch_size)
     self.inputs_kind = config.inputs
     self.output_dim = config.num_classes
     self.reshuffle_every = config.reshuffle_every
@@ -80,12 +93,10 @@ class RandomLabelsSource(Source):
     self.input_shape = tuple(inputs.shape[1:])
     self._inputs = inputs
     self.device_data = {"x": jax.device_put(inputs)}
-    self._jitted_labels = jax.jit(self.phase_labels)
 
   def phase_labels(self, phase) -> jax.Array:
     """int32 [N]: the labels of every input during phase `phase` (pure jnp, jittable)."""
-    key = jax.random.fold_in(sampling.stream_key(self.seed, sampling.LABELS), phase)
-    return jax.random.randint(key, (self.num_examples,), 0, self.output_dim, jnp.int32)
+    return _phase_labels_jit(self.seed, self.num_examples, self.output_dim, phase)
 
   def sample(self, device_data, step):
     step = jnp.asarray(step, jnp.int32)
@@ -95,7 +106,7 @@ class RandomLabelsSource(Source):
             "mask": jnp.ones((self.batch_size,), jnp.float32)}
 
   def eval_batches(self, batch_size, step=0):
-    labels = np.asarray(self._jitted_labels(jnp.int32(step // self.reshuffle_every)))
+    labels = np.asarray(self.phase_labels(jnp.int32(step // self.reshuffle_every)))
     return padded_batches({"x": self._inputs, "y": labels,
                            "mask": np.ones(self.num_examples, np.float32)}, batch_size)
 

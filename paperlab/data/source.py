@@ -34,8 +34,16 @@ class Source:
   vocab_size: int | None      # input token vocabulary for int-token inputs, else None
   output_dim: int             # classes / target vocabulary / 1 for regression
   batch_size: int
+  seed: int                   # the data seed
   on_device: bool
   device_data: Any            # pytree of device arrays, or None
+
+  def __init__(self, config: Any, batch_size: int):
+    """Sets name, seed and batch_size from a resolved data config (see `paperlab.data.config`)."""
+    self.name = config.name
+    self.seed = config.seed
+    self.batch_size = batch_size
+    self._config_items = tuple(sorted(config.to_dict().items()))
 
   def sample(self, device_data: Any, step: jax.Array | int) -> dict[str, jax.Array]:
     """Training batch `step`, computed with pure jnp (jittable, `step` may be traced)."""
@@ -43,7 +51,7 @@ class Source:
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
     """Training batch `step` as numpy arrays (for on-device sources: the same batch as `sample`)."""
-    batch = self._jitted_sample(self.device_data, jnp.asarray(step, jnp.int32))
+    batch = _jitted_sample(self, self.device_data, jnp.asarray(step, jnp.int32))
     return {k: np.asarray(v) for k, v in batch.items()}
 
   def host_batches(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
@@ -59,12 +67,24 @@ class Source:
     """One line for the console."""
     raise NotImplementedError
 
-  @functools.cached_property
-  def _jitted_sample(self):
-    return jax.jit(self.sample)
+  def static_key(self) -> tuple:
+    """What fixes `sample` apart from `device_data`: equal keys give equal batches. Sources are
+    hashed by it, so equal sources share compiled functions (static arguments of jax.jit)."""
+    return (type(self), self._config_items, self.batch_size)
+
+  def __eq__(self, other) -> bool:
+    return isinstance(other, Source) and self.static_key() == other.static_key()
+
+  def __hash__(self) -> int:
+    return hash(self.static_key())
 
   def __repr__(self) -> str:
     return f"<{type(self).__name__} {self.describe()}>"
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _jitted_sample(source: Source, device_data: Any, step: jax.Array) -> dict[str, jax.Array]:
+  return source.sample(device_data, step)
 
 
 def padded_batches(arrays: Mapping[str, np.ndarray],

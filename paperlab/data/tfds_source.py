@@ -93,12 +93,10 @@ class TfdsSource(Source):
   device_data = None
 
   def __init__(self, config: ml_collections.ConfigDict, batch_size: int):
-    self.name = config.name
+    super().__init__(config, batch_size)
     self.dataset = config.name[len(PREFIX):]
     config_lib.require(bool(self.dataset), "the data source 'tfds:' needs a dataset name, e.g. "
                        "'tfds:mnist'")
-    self.seed = config.seed
-    self.batch_size = batch_size
     self.image_key, self.label_key = config.image_key, config.label_key
     self._train_src = _open(self.dataset, config.train_split, config)
     self._eval_src = _open(self.dataset, config.eval_split, config)
