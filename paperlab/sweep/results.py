@@ -175,7 +175,7 @@ def table(rows: Sequence[dict[str, Any]], metric: str, mode: str | None = None, 
   seeds = seed_keys(rows)
   direction = "higher" if mode == "max" else "lower"
   lines = [title] if title else []
-  lines.append(f"target: final {metric} ({direction} is better); best = best value during the run")
+  lines.append(f"target: final {metric} ({direction} is better)" + ("" if seeds else "; best = best value during the run"))
   if seeds:
     header = ["trials", *keys, f"{metric} mean ± std", "n", "status"]
     body = []
