@@ -30,7 +30,7 @@ def default_config(name: str = "digits") -> ml_collections.ConfigDict:
 
 @functools.cache
 def load_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """(train_images, train_labels, test_images, test_labels): float32 [N, 8, 8, 1] in [0, 1], int32."""
+  """(train_x, train_y, test_x, test_y): images float32 [N, 8, 8, 1] in [0, 1], labels int32."""
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
   from sklearn.model_selection import train_test_split  # pylint: disable=g-import-not-at-top
   digits = load_digits()

@@ -18,8 +18,8 @@ Efficient Language Models" (2023), laid out as in Zoology's `zoology/data/multiq
 Example (V=12, n=2, L=16, random_non_queries=False), as in Zoology's docstring:
   x: 2 8 4 7 0 0 4 0 0 0 0 0 2 0 0 0      y at position 6 is 7, at position 12 is 8; mask 1 there.
 
-Zoology shifts labels by one position because its labels are next-token targets; here the target
-sits at the query token's own position, which is the same pairing ("after seeing key k_j, emit v_j").
+Zoology shifts labels by one position because its labels are next-token targets; here the
+target sits at the query token's own position: the same pairing ("after key k_j, emit v_j").
 Zoology draws the slots with numpy's sequential sampling without replacement; we use the
 equivalent Gumbel-top-k trick so that it runs inside jit. Training batch i uses
 fold_in(stream_key(seed, TRAIN), i); the held-out set is num_eval sequences from stream EVAL.

@@ -1,11 +1,12 @@
 """`tfds:<name>`: an image-classification dataset from TensorFlow Datasets, read with grain, no TF.
 
 `tfds.data_source(name, split, data_dir, download=False)` opens prepared ArrayRecord files for
-random access without TensorFlow; grain's `MapDataset.source(src).shuffle(seed).repeat()` turns
-them into an endless stream in which every epoch is a fresh permutation of the split (grain
-reseeds its index shuffle per epoch), and `.batch(B)` makes batch i = elements [i*B, (i+1)*B) of
-that stream. Batch i is therefore a pure function of (seed, i), read by random access: resuming at
+random access without TensorFlow. grain's `MapDataset.range(N).shuffle(seed).repeat()` is an
+endless index stream in which every epoch is a fresh permutation of the split (grain reseeds its
+index shuffle per epoch); batch i reads the examples at stream positions [i*B, (i+1)*B) in one
+batched read. Batch i is therefore a pure function of (seed, i), read by random access: resuming at
 step i needs no iterator state. Batches may straddle epoch boundaries, as on device.
+`host_batches(start)` yields the same batches, read ahead by grain threads.
 
 Offline by default: `download=False` never touches the network (tested with sockets disabled).
 When the data are missing this raises one `ConfigError` saying how to prepare them:
@@ -18,6 +19,7 @@ Images (uint8) are scaled to float32 in [0, 1]; labels must be a ClassLabel feat
 Sizes come from the builder's features, so images must have a fixed shape (e.g. mnist, cifar10,
 fashion_mnist); variable-size datasets need a resize step that this source does not have.
 """
+import sys
 from collections.abc import Iterator
 
 import grain
@@ -69,17 +71,23 @@ def _diagnose(dataset: str, split: str, config: ml_collections.ConfigDict,
     prepared = builder.is_prepared()
   except Exception:  # pylint: disable=broad-except
     return error
+  if not prepared and config.download:
+    reason = (str(error).splitlines() or [""])[0][:200]
+    return ConfigError(f"TFDS dataset {dataset!r} is not under {where} and downloading it failed "
+                       f"({type(error).__name__}: {reason}); or {prepare}")
   if not prepared:
     return ConfigError(f"TFDS dataset {dataset!r} was not found under {where} and "
                        f"config.data.download is False: {prepare}")
   file_format = builder.info.file_format
   if file_format is not None and file_format.value != "array_record":
     return ConfigError(f"TFDS dataset {dataset!r} under {where} is stored as "
-                       f"{file_format.value}, which has no random access; rebuild it as ArrayRecord "
+                       f"{file_format.value}, which has no random access; rebuild it as "
+                       f"ArrayRecord "
                        f"(`tfds build {dataset} --data_dir DIR --file_format=array_record`)")
   splits = list(builder.info.splits)
   if splits and split.split("[")[0] not in splits:
-    return ConfigError(f"TFDS dataset {dataset!r} has no split {split!r}; valid: {', '.join(splits)}")
+    return ConfigError(f"TFDS dataset {dataset!r} has no split {split!r}; "
+                       f"valid: {', '.join(splits)}")
   return error
 
 
@@ -104,8 +112,8 @@ class TfdsSource(Source):
     features = self._train_src.dataset_info.features
     self.input_shape, self._scale = self._image_spec(features)
     self.output_dim = self._num_classes(features)
-    self._train = (grain.MapDataset.source(self._train_src).shuffle(seed=self.seed).repeat()
-                   .map(self._preprocess).batch(batch_size))
+    # The index stream: epoch after epoch, each a fresh permutation of the split.
+    self._order = grain.MapDataset.range(len(self._train_src)).shuffle(seed=self.seed).repeat()
 
   def _image_spec(self, features) -> tuple[tuple[int, ...], float]:
     keys = ", ".join(features.keys())
@@ -128,29 +136,34 @@ class TfdsSource(Source):
                        "ClassLabel feature, so the number of classes is unknown")
     return int(num_classes)
 
-  def _preprocess(self, example) -> dict[str, np.ndarray]:
-    x = np.asarray(example[self.image_key], np.float32) * np.float32(self._scale)
-    return {"x": x, "y": np.asarray(example[self.label_key], np.int32)}
+  def _read(self, src, indices: list[int]) -> dict[str, np.ndarray]:
+    """Examples `indices` of `src` as {'x': float32 [n, ...], 'y': int32 [n]}."""
+    try:
+      records = src.__getitems__(indices)  # one batched read: ~3x faster than one at a time
+    except TypeError:  # tfds.testing.mock_data's source has a broken __getitems__
+      records = [src[i] for i in indices]
+    x = np.stack([np.asarray(r[self.image_key]) for r in records]).astype(np.float32)
+    return {"x": x * np.float32(self._scale),
+            "y": np.array([r[self.label_key] for r in records], np.int32)}
 
   def host_batch(self, step):
-    batch = self._train[int(step)]
-    return {**batch, "mask": np.ones((self.batch_size,), np.float32)}
+    start = int(step) * self.batch_size
+    indices = [int(self._order[j]) for j in range(start, start + self.batch_size)]
+    return {**self._read(self._train_src, indices),
+            "mask": np.ones((self.batch_size,), np.float32)}
 
   def host_batches(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """Like host_batch(start_step), host_batch(start_step + 1), ..., read ahead by threads."""
-    options = grain.ReadOptions(num_threads=4, prefetch_buffer_size=4)
-    for batch in self._train[int(start_step):].to_iter_dataset(options):
-      yield {**batch, "mask": np.ones((self.batch_size,), np.float32)}
+    """host_batch(start_step), host_batch(start_step + 1), ..., read ahead by 4 threads."""
+    steps = grain.MapDataset.range(int(start_step), sys.maxsize).map(self.host_batch)
+    yield from steps.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=8))
 
   def eval_batches(self, batch_size, step=0):
     del step  # the eval split does not change
     config_lib.require(batch_size >= 1, f"eval batch size must be >= 1, got {batch_size}")
     num = len(self._eval_src)
     for start in range(0, num, batch_size):
-      stop = min(start + batch_size, num)
-      examples = [self._preprocess(self._eval_src[i]) for i in range(start, stop)]
-      arrays = {k: np.stack([e[k] for e in examples]) for k in ("x", "y")}
-      arrays["mask"] = np.ones(len(examples), np.float32)
+      arrays = self._read(self._eval_src, list(range(start, min(start + batch_size, num))))
+      arrays["mask"] = np.ones(len(arrays["y"]), np.float32)
       yield from padded_batches(arrays, batch_size)
 
   def describe(self):

@@ -1,4 +1,4 @@
-"""Tests for paperlab/data/mqar.py: Zoology's MQAR layout, checked by an independent numpy reader."""
+"""Tests for paperlab/data/mqar.py: Zoology's MQAR layout, checked by an independent reader."""
 import jax
 import jax.numpy as jnp
 import numpy as np
