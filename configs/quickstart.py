@@ -14,7 +14,7 @@ from paperlab import data, nn, optim
 
 
 def get_config(arg: str | None = None):
-  del arg  # no structural variants
+  config_lib.parse_arg(arg)  # no structural variants: any :arg is an error naming the valid ones
   config = config_lib.base_config()
   config.total_steps = 1500
   config.batch_size = 128

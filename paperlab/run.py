@@ -12,7 +12,7 @@ import pathlib
 import re
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from paperlab.errors import ConfigError
@@ -83,7 +83,10 @@ def _last_line(error: BaseException) -> str:
 
 def parse_flags(argv: list[str]) -> list[str]:
   try:
-    return flags.FLAGS(argv)
+    remaining = flags.FLAGS(argv)
+    if _CONFIG.value is not None:
+      _CONFIG.value.keys()  # config_flags defers a failed load of the file to the first access
+    return remaining
   except SystemExit:
     raise
   except BaseException as error:  # pylint: disable=broad-except  # every parse failure is a usage error
@@ -100,6 +103,8 @@ def main(argv: list[str]) -> None:
     fail(f"unexpected arguments {argv[1:]}; fields are set with --config.<field>=<value>")
   if _CONFIG.value is None:
     fail("--config is required, e.g. --config configs/quickstart.py")
+  if not any(a.startswith(("--verbosity", "-v", "--v=")) for a in sys.argv[1:]):
+    logging.set_verbosity(logging.WARNING)  # Orbax and jax log every save and backend probe at INFO
   from paperlab import dist, train  # pylint: disable=import-outside-toplevel  # keep --help fast
   dist.maybe_initialize_distributed()
   workdir = pathlib.Path(_WORKDIR.value) if _WORKDIR.value else default_workdir(

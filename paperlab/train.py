@@ -163,8 +163,6 @@ def make_update_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Trai
   Vectorized sweeps vmap this over a stack of trial states with the batch shared."""
   loss_fn = make_loss_fn(exp)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  learning_rate = optim_lib.learning_rate_fn(exp.config.optim, exp.config.total_steps)
-
   def update_step(state: TrainState, batch: dict):
     extra = {}
     if "microbatch_grads" in exp.extra_args:
@@ -181,11 +179,11 @@ def make_update_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Trai
       extra["tract_inputs"] = make_tract_inputs(exp, batch["x"])
     updates, opt_state = exp.tx.update(grads, state.opt_state, state.params, **extra)
     params = optax.apply_updates(state.params, updates)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     metrics = {
         "loss": loss, exp.metric_name: metric, "grad_norm": grad_norm,
-        "param_norm": optax.global_norm(params), "update_norm": optax.global_norm(updates),
-        "lr": learning_rate(state.step) if learning_rate is not None else optim_lib.get_hyperparams(opt_state)["lr"],
+        "param_norm": optax.tree.norm(params), "update_norm": optax.tree.norm(updates),
+        "lr": optim_lib.current_lr(exp.config.optim, state.opt_state, state.step, exp.config.total_steps),
         "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm),
     }
     return state._replace(params=params, opt_state=opt_state, step=state.step + 1), metrics

@@ -29,6 +29,7 @@ def small_config(**overrides):
   config.eval_every = 30
   config.ckpt_every = 30
   config.model.width = 32
+  config.optim.warmup_steps = 10
   config.log.progress = False
   config.log.plot = False
   for key, value in overrides.items():
@@ -173,7 +174,7 @@ def test_sigterm_saves_and_marks_preempted(tmp_path):
     (("--config.optim.lrr=0.1",), "unknown config field 'optim.lrr'; valid fields of optim:"),
     (("--config.total_steps=abc",), "bad value 'abc' for config field 'total_steps'"),
     (("--config.model.name=resnet9000",), "unknown model 'resnet9000'; valid:"),
-    (("--config.data.name=imagenet2",), "unknown dataset 'imagenet2'"),
+    (("--config.data.name=imagenet2",), "unknown data source 'imagenet2'; valid: digits"),
     (("--config.optim.name=adamx",), "unknown optimizer 'adamx'; valid:"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, message):
