@@ -32,7 +32,7 @@ def test_softmax_attention_matches_reference(tiny, causal):
 def test_registry_names_and_errors():
   assert set(attention.ATTENTION) == {'softmax', 'linear', 'delta'}
   assert attention.get_attention('softmax') is attention.SoftmaxAttention
-  with pytest.raises(ConfigError, match=r"unknown attention 'flash'; valid: delta, linear, softmax"):
+  with pytest.raises(ConfigError, match="unknown attention 'flash'; valid: delta, linear, softmax"):
     attention.get_attention('flash')
 
 

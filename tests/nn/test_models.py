@@ -1,4 +1,4 @@
-"""paperlab.nn.build / default_config: the registry, config errors, output shapes, jit + vmap."""
+"""paperlab.nn (__init__.py): build, default_config, registry, config errors, shapes, jit + vmap."""
 import chex
 import jax
 import jax.numpy as jnp

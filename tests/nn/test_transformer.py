@@ -47,3 +47,25 @@ def test_max_len_defaults_to_the_data_length_and_bounds_it(tiny):
   assert longer.pos_embed.shape == (9, tiny.D)
   with pytest.raises(ConfigError, match='max_len=9'):
     longer(jnp.zeros((1, 10), jnp.int32))
+
+
+def test_attention_slot_builds_the_registered_class_with_its_kwargs(tiny, monkeypatch):
+  from flax import nnx
+  from paperlab.nn import attention
+
+  class ScaledIdentity(nnx.Module):
+    def __init__(self, d_model, num_heads, *, rngs, gain=1.0):
+      self.shape = (d_model, num_heads)
+      self.gain = gain
+
+    def __call__(self, x):
+      return self.gain * x
+
+  monkeypatch.setitem(attention.ATTENTION, 'scaled_identity', lambda: ScaledIdentity)
+  model = tiny.build('transformer_floats', attention='scaled_identity',
+                     attention_kwargs={'gain': 2.5})
+  layer = model.blocks[0].attention
+  assert isinstance(layer, ScaledIdentity) and layer.gain == 2.5 and layer.shape == (tiny.D, 2)
+  assert jax.eval_shape(model, tiny.input('transformer_floats')).shape == (2, 6, 5)
+  with pytest.raises(ConfigError, match=r'attention_kwargs\.window.*valid: gain'):
+    tiny.build('transformer_floats', attention='scaled_identity', attention_kwargs={'window': 2})
