@@ -42,6 +42,8 @@ class Transformer(nnx.Module):
                rngs: nnx.Rngs):
     if (vocab_size is None) == (in_features is None):
       raise ValueError('give exactly one of vocab_size (tokens) and in_features (floats)')
+    fields.choice(NAME, 'positional', positional, POSITIONAL)
+    fields.choice(NAME, 'norm_placement', norm_placement, block.PLACEMENTS)
     if positional == 'learned' and max_len is None:
       raise ConfigError("positional='learned' needs model.max_len")
     self.in_features = in_features

@@ -35,6 +35,7 @@ class ViT(nnx.Module):
     if h % patch_size or w % patch_size:
       raise ConfigError(f'image size {h}x{w} is not divisible by model.patch_size={patch_size}')
     fields.choice(NAME, 'pool', pool, POOLS)
+    fields.choice(NAME, 'norm_placement', norm_placement, block.PLACEMENTS)
     self.image_shape = tuple(image_shape)
     self.patch_size = patch_size
     self.pool = pool
