@@ -389,41 +389,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   total = cfg.total_steps
   progress = metrics_lib.Progress(total, start_step, enabled=cfg.log.progress and main)
   last_saved = ckpt.steps()[-1] if ckpt.steps() else None
-  pending: tuple[int, dict] | None = None  # metrics of the last step, fetched one step late
+  unchecked: list[tuple[int, jax.Array]] = []  # (step, finite flag) not yet fetched from the device
+  pending_log: tuple[int, dict] | None = None  # a log step's metrics, written once the next step runs
   last_train: dict[str, float] = {}
   last_eval: dict[str, float] = {}
   interval_start, interval_step = time.perf_counter(), start_step
   status = "running"
   step = start_step
 
-  def flush_pending():
-    """Fetches the pending step's metrics; checks finiteness; writes its row on log steps."""
-    nonlocal pending, last_train, interval_start, interval_step
-    if pending is None:
+  def check_finite():
+    """One fetch of every unchecked step's finite flag; Diverged names the first bad step. Runs at
+    log steps and before every save, so no checkpoint ever holds a state past an unchecked step, and
+    the loop never waits on the device between those points."""
+    if not unchecked:
       return
-    step, metrics = pending
-    pending = None
-    finite = bool(metrics["finite"])
-    if not finite:
-      raise Diverged(step, last_saved, "loss or gradient")
-    if step % cfg.log_every == 0 or step == total:
-      values = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items() if k != "finite"}
-      now = time.perf_counter()
-      rate = (step - interval_step) / max(now - interval_start, 1e-9)
-      interval_start, interval_step = now, step
-      values["train/steps_per_sec"] = rate
-      values["train/examples_per_sec"] = rate * cfg.batch_size
-      if step == start_step + cfg.log_every or (step == total and not last_train):
-        values["compile_secs"] = compile_secs
-      last_train = values
-      log_row(step, values)
-      progress.update(step, values)
+    flags = jax.device_get([flag for _, flag in unchecked])
+    bad = [s for (s, _), ok in zip(unchecked, flags) if not ok]
+    unchecked.clear()
+    if bad:
+      raise Diverged(bad[0], last_saved, "loss or gradient")
+
+  def write_pending_log():
+    nonlocal pending_log, last_train, interval_start, interval_step
+    check_finite()
+    if pending_log is None:
+      return
+    log_step, metrics = pending_log
+    pending_log = None
+    values = {f"train/{k}": float(v) for k, v in jax.device_get(metrics).items() if k != "finite"}
+    now = time.perf_counter()
+    rate = (log_step - interval_step) / max(now - interval_start, 1e-9)
+    interval_start, interval_step = now, log_step
+    values["train/steps_per_sec"] = rate
+    values["train/examples_per_sec"] = rate * cfg.batch_size
+    if not last_train:
+      values["compile_secs"] = compile_secs
+    last_train = values
+    log_row(log_step, values)
+    progress.update(log_step, values)
 
   try:
     with _StopSignal() as stop:
       while step < total:
         if stop.received is not None:
-          flush_pending()
+          write_pending_log()
           ckpt.save(step, state)
           last_saved = step
           status = "preempted"
@@ -432,11 +441,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         data = data_arg if exp.source.on_device else dist.global_batch(exp.source.host_batch(step), exp.mesh)
         state, metrics = train_step(state, data)
         step += 1
-        flush_pending()  # the previous step's metrics: the device is already busy with this step
-        pending = (step, metrics)
-        boundary = step % cfg.eval_every == 0 or step % cfg.ckpt_every == 0 or step == total
-        if boundary:
-          flush_pending()
+        if pending_log is not None:
+          write_pending_log()  # the previous log step: the device is already busy with this step
+        unchecked.append((step, metrics["finite"]))
+        if step % cfg.log_every == 0 or step == total:
+          pending_log = (step, metrics)
+        if step % cfg.eval_every == 0 or step % cfg.ckpt_every == 0 or step == total:
+          write_pending_log()
           if step % cfg.eval_every == 0 or step == total:
             t_eval = time.perf_counter()
             last_eval = evaluate(exp, eval_step, state, step)
@@ -449,9 +460,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
               writer.flush()  # rows up to this step are on disk before the checkpoint exists
             ckpt.save(step, state)
             last_saved = step
-        elif step % cfg.log_every == 0:
-          progress.update(step)
-      flush_pending()
+      write_pending_log()
       if status == "running":
         status = "done"
   except Diverged as error:

@@ -88,6 +88,12 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
   step, state = ckpt.restore_latest(train.init_state(exp))
   assert step == info.value.last_checkpoint
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+  # The loop fetches the finite flags in one batch per log step; it must name the same first bad step
+  # as checking after every step (above: ckpt_every=1 forces a check each step).
+  config_lib.set_path(config, "ckpt_every", 50)
+  with pytest.raises(train.Diverged) as batched:
+    train.train_and_evaluate(config, tmp_path / "batched")
+  assert batched.value.step == info.value.step and batched.value.last_checkpoint is None
 
 
 def test_data_parallel_matches_single_device(tmp_path):

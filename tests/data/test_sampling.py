@@ -11,10 +11,36 @@ from hypothesis import strategies as st
 from paperlab.data import sampling
 
 
+def _lowbias32(x):
+  x ^= x >> 16
+  x = (x * 0x7FEB352D) & 0xFFFFFFFF
+  x ^= x >> 15
+  x = (x * 0x846CA68B) & 0xFFFFFFFF
+  return x ^ (x >> 16)
+
+
 @functools.cache
 def reference_permutation(seed, epoch, num_examples):
+  """The documented permutation written out with Python ints: a 4-round Feistel network on
+  [0, 2^(2h)), 2^(2h) >= N, keyed by 4 words of the epoch's ORDER-stream key, with cycle walking."""
   base = jax.random.fold_in(jax.random.key(seed), 0)  # the ORDER stream
-  return np.asarray(jax.random.permutation(jax.random.fold_in(base, epoch), num_examples))
+  keys = [int(k) for k in np.asarray(jax.random.bits(jax.random.fold_in(base, epoch), (4,), jnp.uint32))]
+  half = max(1, (max(num_examples - 1, 1).bit_length() + 1) // 2)
+  mask = (1 << half) - 1
+
+  def encrypt(x):
+    left, right = x >> half, x & mask
+    for k in keys:
+      left, right = right, left ^ (_lowbias32(right ^ k) & mask)
+    return (left << half) | right
+
+  out = []
+  for position in range(num_examples):
+    x = encrypt(position)
+    while x >= num_examples:
+      x = encrypt(x)
+    out.append(x)
+  return np.array(out)
 
 
 def reference_indices(seed, step, batch_size, num_examples):
@@ -53,6 +79,29 @@ def test_one_epoch_covers_every_example_exactly_once():
     np.testing.assert_array_equal(np.sort(stream[epoch * num:(epoch + 1) * num]), np.arange(num))
   # Consecutive epochs use different orders.
   assert not np.array_equal(stream[:num], stream[num:2 * num])
+
+
+@pytest.mark.parametrize("num_examples", [1, 2, 7, 64, 1437])
+def test_epoch_permutation_is_a_permutation(num_examples):
+  perm = np.asarray(jax.jit(sampling.epoch_permutation, static_argnums=2)(3, 5, num_examples))
+  np.testing.assert_array_equal(np.sort(perm), np.arange(num_examples))
+  np.testing.assert_array_equal(perm, reference_permutation(3, 5, num_examples))
+
+
+def test_shuffle_is_uniform():
+  """Over many epochs each example lands at each position about equally often (chi-square), and
+  neighbours in the order are uncorrelated, as for a uniformly random permutation."""
+  num, epochs = 16, 4000
+  perms = np.asarray(jax.jit(jax.vmap(lambda e: sampling.epoch_permutation(0, e, num)))(jnp.arange(epochs)))
+  counts = np.zeros((num, num))
+  for perm in perms:
+    counts[np.arange(num), perm] += 1
+  expected = epochs / num
+  chi2 = ((counts - expected) ** 2 / expected).sum()
+  dof = (num - 1) ** 2
+  assert chi2 < dof + 5 * np.sqrt(2 * dof), chi2  # ~5 sigma above the mean of chi-square(dof)
+  corr = np.corrcoef(perms[:, :-1].ravel(), perms[:, 1:].ravel())[0, 1]
+  assert abs(corr + 1 / (num - 1)) < 0.02, corr  # E[corr] = -1/(N-1) for a uniform permutation
 
 
 def test_seed_changes_order():
