@@ -149,7 +149,7 @@ def make_tract_inputs(exp: Experiment, x: jax.Array) -> jax.Array:
   spec = exp.tract_spec
   if spec.kind == "dense":
     return optim_lib.dense_inputs(x.reshape(-1, spec.in_features))
-  return optim_lib.conv_patches(x, spec.kernel_size, spec.strides, spec.padding)
+  return optim_lib.conv_patches(x.reshape(-1, *spec.image_shape), spec.kernel_size, spec.strides, spec.padding)
 
 
 # ------------------------------------------------------------------------------------------------
