@@ -2,6 +2,7 @@
 input, and data parallelism over fake devices."""
 import json
 import os
+import shutil
 import pathlib
 import signal
 import subprocess
@@ -201,3 +202,27 @@ def test_missing_config_file_exits_2(tmp_path):
                           capture_output=True, text=True, timeout=60)
   assert result.returncode == 2 and "config file not found: configs/nope.py" in result.stderr
   assert "Traceback" not in result.stderr
+
+
+def test_corrupt_latest_checkpoint_resumes_from_previous_and_ends_identical(tmp_path, capsys):
+  config = small_config(ckpt_every=20, max_to_keep=5)
+  train.train_and_evaluate(config, tmp_path / "ref")
+  # A run of the same config that stopped after its step-40 save, whose step-40 checkpoint then rotted.
+  shutil.copytree(tmp_path / "ref", tmp_path / "run")
+  shutil.rmtree(tmp_path / "run/checkpoints/60")
+  for f in (tmp_path / "run/checkpoints/40").rglob("*"):
+    if f.is_file():
+      f.write_bytes(b"\x00")  # the latest checkpoint is now unreadable
+  summary = train.train_and_evaluate(config, tmp_path / "run")
+  out = capsys.readouterr().out
+  assert "checkpoint at step 40 is corrupt" in out and "resuming from step 20" in out
+  assert summary["step"] == 60
+  assert json.loads((tmp_path / "run/meta.json").read_text())["resumed_from"] == [20]
+  ref = comparable(metrics_lib.read_jsonl(tmp_path / "ref/metrics.jsonl"))
+  assert comparable(metrics_lib.read_jsonl(tmp_path / "run/metrics.jsonl")) == ref
+
+
+def test_tensorboard_mirror(tmp_path):
+  train.train_and_evaluate(small_config(total_steps=20, **{"log.tensorboard": True}), tmp_path)
+  events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+  assert events and events[0].stat().st_size > 0
