@@ -1,1 +1,17 @@
-"""paperlab.kernels: chunked linear-attention and delta-rule scans (Pallas, XLA and reference paths)."""
+"""paperlab.kernels: chunked linear-attention and delta-rule scans (Pallas, XLA and reference paths).
+
+Public API (layout [B, T, H, D]; each returns (o, final_state or None)):
+  linear_attention(q, k, v, *, g=None, scale=None, initial_state=None, output_final_state=False,
+                   chunk_size=64, impl="auto")
+  delta_rule(q, k, v, beta, *, scale=None, initial_state=None, output_final_state=False,
+             chunk_size=64, impl="auto")
+Helpers: tril_inverse ((I + L)^-1 for the WY transform), alibi_slopes / alibi_log_decay (per-head
+decay rates). Each implementation also has its own module: <op>_reference (lax.scan ground
+truth), <op>_xla (chunked jnp), <op>_pallas (+ _gpu / _tpu layouts), <op>_chunk (the equations).
+"""
+from paperlab.kernels.api import CPU_AUTO, IMPLS, delta_rule, linear_attention
+from paperlab.kernels.decay import alibi_log_decay, alibi_slopes
+from paperlab.kernels.tril_inverse import INVERSE_METHODS, tril_inverse
+
+__all__ = ["CPU_AUTO", "IMPLS", "INVERSE_METHODS", "alibi_log_decay", "alibi_slopes", "delta_rule",
+           "linear_attention", "tril_inverse"]

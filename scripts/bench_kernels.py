@@ -1,0 +1,276 @@
+"""Benchmark paperlab.kernels: every impl of linear_attention and delta_rule against causal softmax.
+
+  python scripts/bench_kernels.py [--device auto|cpu|gpu|tpu] [--seq-lens 512,1024,...,16384]
+      [--batch 1] [--heads 2] [--head-dim 64] [--chunk-size 64] [--dtype float32|bfloat16]
+      [--impls reference,xla,pallas,auto] [--ops linear,delta] [--softmax-max-len 8192]
+      [--repeats 5] [--budget-ms 20000] [--write kernels/BENCHMARKS.md]
+
+For each op, impl and sequence length it times the forward and the forward+backward (gradients
+w.r.t. q, k, v and beta; jitted, compile excluded, median of `--repeats` runs) and reports
+tokens/s and achieved GFLOP/s against this machine's measured f32 matmul rate. Causal softmax
+attention is `jax.nn.dot_product_attention(is_causal=True)` (XLA on CPU, cuDNN where JAX picks
+it on GPU). Then it checks the goals of issue 4:
+  CPU: linear attention fwd+bwd time per token at T=16384 <= 1.2x that at T=1024;
+       linear attention >= 10x faster than softmax at T=8192; `auto` is the fastest impl per op.
+  GPU: Pallas linear attention fwd+bwd beats softmax (cuDNN) from T >= 4096 (run with
+       --head-dim 128); Pallas delta rule <= 2x Pallas linear attention.
+With --write, the tables replace this device's section of the markdown file (other sections,
+e.g. the other device's, are kept). An impl whose fwd+bwd exceeds --budget-ms at some T is not
+run at longer T (marked "skipped").
+
+FLOP model per token per head (d = Dk = Dv, C = chunk size; matmul FLOPs = 2 M N K), from
+../shared/research/kernels.md 5.1, not from a profiler:
+  linear, chunked (xla, pallas, auto): fwd 2C(dk+dv) + 4 dk dv,   bwd 2C(3dk+2dv) + 10 dk dv
+  linear, recurrent (reference):       fwd 4 dk dv,                bwd 8 dk dv
+  delta, chunked:                      fwd 2C(3dk+2dv) + 6 dk dv + C^2/3,  bwd 16 dk dv + 13 C d + 4 C^2
+  delta, recurrent:                    fwd 6 dk dv,                bwd 12 dk dv
+  softmax (full T x T, as XLA runs it): fwd 4 T d,                 bwd 8 T d
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu", "tpu"))
+  p.add_argument("--seq-lens", default="512,1024,2048,4096,8192,16384")
+  p.add_argument("--batch", type=int, default=1)
+  p.add_argument("--heads", type=int, default=2)
+  p.add_argument("--head-dim", type=int, default=64)
+  p.add_argument("--chunk-size", type=int, default=64)
+  p.add_argument("--dtype", default=None, help="default: float32 on CPU, bfloat16 on GPU/TPU")
+  p.add_argument("--impls", default="reference,xla,pallas,auto")
+  p.add_argument("--ops", default="linear,delta")
+  p.add_argument("--no-decay", action="store_true", help="linear attention without decay")
+  p.add_argument("--softmax-max-len", type=int, default=None,
+                 help="longest T for softmax (default: 8192 on CPU, all on GPU/TPU)")
+  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--budget-ms", type=float, default=20000.0)
+  p.add_argument("--write", default=None, help="markdown file whose device section is replaced")
+  return p.parse_args(argv)
+
+
+ARGS = parse_args()
+if ARGS.device != "auto":
+  os.environ["JAX_PLATFORMS"] = {"cpu": "cpu", "gpu": "cuda", "tpu": "tpu"}[ARGS.device]
+
+import jax  # noqa: E402  (after JAX_PLATFORMS)
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from paperlab import kernels  # noqa: E402
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing and FLOPs.
+
+def median_ms(fn, args, repeats: int) -> float:
+  jax.block_until_ready(fn(*args))                       # compile + warm-up
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(1e3 * (time.perf_counter() - start))
+  return statistics.median(times)
+
+
+def matmul_gflops(dtype) -> float:
+  n = 2048 if jax.default_backend() == "cpu" else 8192
+  a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), dtype)
+  ms = median_ms(jax.jit(lambda a: a @ a), (a,), 5)
+  return 2 * n ** 3 / (ms * 1e-3) / 1e9
+
+
+def flops_per_token_head(op: str, impl: str, seq_len: int, d: int, c: int) -> tuple[float, float]:
+  if op == "softmax":
+    return 4 * seq_len * d, 8 * seq_len * d
+  recurrent = impl == "reference"
+  if op == "linear":
+    if recurrent:
+      return 4 * d * d, 8 * d * d
+    return 2 * c * 2 * d + 4 * d * d, 2 * c * 5 * d + 10 * d * d
+  if recurrent:
+    return 6 * d * d, 12 * d * d
+  return 2 * c * 5 * d + 6 * d * d + c * c / 3, 16 * d * d + 13 * c * d + 4 * c * c
+
+
+# ---------------------------------------------------------------------------------------------
+# The functions under test.
+
+def make_inputs(op: str, seq_len: int, args, dtype):
+  rng = np.random.default_rng(seq_len)
+  shape = (args.batch, seq_len, args.heads, args.head_dim)
+  q, k, v = (jnp.asarray(rng.normal(size=shape), dtype) for _ in range(3))
+  if op == "delta":
+    k = (k / jnp.linalg.norm(k.astype(jnp.float32), axis=-1, keepdims=True)).astype(dtype)
+    beta = jax.nn.sigmoid(jnp.asarray(rng.normal(size=shape[:3]), jnp.float32)).astype(dtype)
+    return q, k, v, beta
+  return q, k, v
+
+
+def make_fn(op: str, impl: str, args):
+  if op == "softmax":
+    return lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=True)
+  if op == "linear":
+    g = None if args.no_decay else kernels.alibi_log_decay(args.heads)
+    return lambda q, k, v: kernels.linear_attention(q, k, v, g=g, chunk_size=args.chunk_size,
+                                                    impl=impl)[0]
+  return lambda q, k, v, beta: kernels.delta_rule(q, k, v, beta, chunk_size=args.chunk_size,
+                                                  impl=impl)[0]
+
+
+def fwd_bwd(fn):
+  """Gradient of sum(o) w.r.t. every input (q, k, v and beta)."""
+  return jax.grad(lambda inputs: jnp.sum(fn(*inputs).astype(jnp.float32)))
+
+
+def measure(op: str, impl: str, seq_len: int, args, dtype) -> tuple[float, float]:
+  fn = make_fn(op, impl, args)
+  inputs = make_inputs(op, seq_len, args, dtype)
+  fwd = median_ms(jax.jit(fn), inputs, args.repeats)
+  grad = jax.jit(fwd_bwd(fn))
+  both = median_ms(lambda *x: grad(x), inputs, args.repeats)
+  return fwd, both
+
+
+# ---------------------------------------------------------------------------------------------
+# Report.
+
+def machine() -> str:
+  dev = jax.devices()[0]
+  mem = ""
+  if os.path.exists("/proc/meminfo"):
+    kb = int(re.search(r"MemTotal:\s+(\d+)", open("/proc/meminfo").read()).group(1))
+    mem = f", {kb / 2 ** 20:.0f} GiB RAM"
+  cpu = platform.processor() or platform.machine()
+  if os.path.exists("/proc/cpuinfo"):
+    found = re.search(r"model name\s*:\s*(.*)", open("/proc/cpuinfo").read())
+    cpu = found.group(1) if found else cpu
+  return (f"{dev.platform} ({dev.device_kind}); host {os.cpu_count()}-core {cpu}{mem}; "
+          f"jax {jax.__version__}, Python {platform.python_version()}")
+
+
+def goals(results, args, device: str) -> list[str]:
+  """Lines that state each goal of issue 4 for this device with its measured ratio."""
+  def get(op, impl, t, col=1):
+    r = results.get((op, impl, t))
+    return None if r is None else r[col]
+
+  lines = []
+  if device == "cpu":
+    a, b = get("linear", "auto", 1024), get("linear", "auto", 16384)
+    if a and b:
+      ratio = (b / 16384) / (a / 1024)
+      lines.append(f"- Linear attention (auto) fwd+bwd time per token, T=16384 vs T=1024: "
+                   f"**{ratio:.2f}x** (goal <= 1.2x): {'met' if ratio <= 1.2 else 'MISSED'}.")
+    for col, name in ((1, "fwd+bwd"), (0, "fwd")):
+      lin, soft = get("linear", "auto", 8192, col), get("softmax", "xla", 8192, col)
+      if lin and soft:
+        ratio = soft / lin
+        lines.append(f"- At T=8192, softmax / linear attention (auto), {name}: **{ratio:.1f}x** "
+                     f"(goal >= 10x): {'met' if ratio >= 10 else 'MISSED'}.")
+    for op in ("linear", "delta"):
+      for t in sorted({k[2] for k in results if k[0] == op}):
+        timed = {impl: r[1] for (o, impl, tt), r in results.items()
+                 if o == op and tt == t and impl != "auto" and r is not None}
+        auto = get(op, "auto", t)
+        if not timed or auto is None:
+          continue
+        best = min(timed, key=timed.get)
+        ratio = auto / timed[best]
+        lines.append(f"- {op}, T={t}: auto {auto:.2f} ms vs fastest other ({best}) "
+                     f"{timed[best]:.2f} ms: **{ratio:.2f}x** "
+                     f"({'auto is fastest (within 10% noise)' if ratio <= 1.1 else 'auto NOT fastest'}).")
+  else:
+    for t in sorted({k[2] for k in results if k[0] == "linear"}):
+      lin, soft = get("linear", "pallas", t), get("softmax", "xla", t)
+      if lin and soft and t >= 4096:
+        lines.append(f"- T={t}: softmax / Pallas linear attention, fwd+bwd: **{soft / lin:.2f}x** "
+                     f"(goal > 1 from T >= 4096 at D=128; this run D={args.head_dim}).")
+      dl = get("delta", "pallas", t)
+      if lin and dl:
+        lines.append(f"- T={t}: Pallas delta / Pallas linear, fwd+bwd: **{dl / lin:.2f}x** "
+                     f"(goal <= 2x).")
+  return lines
+
+
+def markdown(results, args, device, dtype, peak, seconds) -> str:
+  out = [f"Machine: {machine()}.",
+         f"Measured f32 matmul rate ({'2048' if device == 'cpu' else '8192'}^2, jnp.dot): "
+         f"**{peak:.0f} GFLOP/s**.",
+         f"Shapes: B={args.batch}, H={args.heads}, D={args.head_dim}, chunk={args.chunk_size}, "
+         f"dtype={dtype}, linear-attention decay: {'none' if args.no_decay else 'ALiBi slopes'}; "
+         f"median of {args.repeats} runs; sweep took {seconds / 60:.1f} min.",
+         f"Command: `python scripts/bench_kernels.py {' '.join(sys.argv[1:])}`", "",
+         "| op | impl | T | fwd ms | fwd+bwd ms | fwd+bwd tokens/s | fwd+bwd GFLOP/s | % matmul |",
+         "|---|---|---:|---:|---:|---:|---:|---:|"]
+  for (op, impl, t), r in sorted(results.items(), key=lambda x: (x[0][0], x[0][1], x[0][2])):
+    if r is None:
+      out.append(f"| {op} | {impl} | {t} | skipped | skipped | | | |")
+      continue
+    fwd, both = r
+    f_fwd, f_bwd = flops_per_token_head(op, impl, t, args.head_dim, args.chunk_size)
+    gflops = (f_fwd + f_bwd) * args.batch * t * args.heads / (both * 1e-3) / 1e9
+    tokens = args.batch * t / (both * 1e-3)
+    out.append(f"| {op} | {impl} | {t} | {fwd:.2f} | {both:.2f} | {tokens:,.0f} | {gflops:.1f} "
+               f"| {100 * gflops / peak:.1f} |")
+  out += ["", "Goals:"] + goals(results, args, device)
+  if device == "cpu":
+    out.append(f"- `auto` on CPU resolves to: {kernels.CPU_AUTO}.")
+  return "\n".join(out)
+
+
+def write_section(path: str, device: str, body: str):
+  start, end = f"<!-- bench:{device}:start -->", f"<!-- bench:{device}:end -->"
+  text = open(path).read() if os.path.exists(path) else ""
+  block = f"{start}\n{body}\n{end}"
+  if start in text and end in text:
+    text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+  else:
+    text = text.rstrip() + f"\n\n## Measured on {device}\n\n{block}\n"
+  with open(path, "w") as f:
+    f.write(text)
+
+
+def main():
+  args = ARGS
+  device = "cpu" if jax.default_backend() == "cpu" else jax.default_backend()
+  device = "gpu" if device in ("cuda", "rocm") else device
+  dtype = jnp.dtype(args.dtype or ("float32" if device == "cpu" else "bfloat16"))
+  seq_lens = [int(s) for s in args.seq_lens.split(",")]
+  soft_max = args.softmax_max_len or (8192 if device == "cpu" else max(seq_lens))
+  runs = [(op, impl) for op in args.ops.split(",") for impl in args.impls.split(",")]
+  runs.append(("softmax", "xla"))
+  print(machine(), flush=True)
+  peak = matmul_gflops(jnp.float32)
+  print(f"matmul: {peak:.0f} GFLOP/s", flush=True)
+  results, over_budget = {}, set()
+  start = time.time()
+  for t in seq_lens:
+    for op, impl in runs:
+      if (op, impl) in over_budget or (op == "softmax" and t > soft_max):
+        results[(op, impl, t)] = None
+        continue
+      fwd, both = measure(op, impl, t, args, dtype)
+      results[(op, impl, t)] = (fwd, both)
+      print(f"{op:8s} {impl:10s} T={t:6d} fwd {fwd:9.2f} ms  fwd+bwd {both:9.2f} ms", flush=True)
+      if both > args.budget_ms:
+        over_budget.add((op, impl))
+  body = markdown(results, args, device, dtype, peak, time.time() - start)
+  print("\n" + body)
+  if args.write:
+    write_section(os.path.join(ROOT, args.write) if not os.path.isabs(args.write) else args.write,
+                  device, body)
+
+
+if __name__ == "__main__":
+  main()
