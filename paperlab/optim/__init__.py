@@ -11,7 +11,7 @@ works under jit and vmap, and keeps its state as a NamedTuple of arrays (checkpo
 Chain order: clip -> add_gradient_noise -> tract -> optimizer -> schedule -> nap_projection.
 Depends on jax, optax, chex, numpy and ml_collections only (never on paperlab.nn/train/data).
 """
-from paperlab.optim.build import (build, current_lr, extra_args_needed, get_hyperparams,
+from paperlab.optim.compose import (build, current_lr, extra_args_needed, get_hyperparams,
                                   injected_fields, learning_rate_fn, set_hyperparams)
 from paperlab.optim.config import OPTIMIZERS, default_config
 from paperlab.optim.gradient_noise import GradientNoiseState, add_gradient_noise, noise_variance

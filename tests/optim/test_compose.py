@@ -1,4 +1,4 @@
-"""Tests for paperlab/optim/build.py and config.py: composition from config, injection, errors."""
+"""Tests for paperlab/optim/compose.py and config.py: composition from config, injection, errors."""
 import chex
 import jax
 import jax.numpy as jnp

@@ -1,0 +1,149 @@
+"""Overhead of each paperlab.optim transform over its base optimizer, on the same model and batch.
+
+Times the full jitted train step (forward, backward, optimizer update, apply) of an MLP and a small
+ViT from paperlab.nn; every (base, variant) pair runs side by side in one process, interleaved
+round by round so that both see the same machine load. Reports the median step time after warm-up
+and the ratio variant / base, against the goals of issue 3:
+
+  gradient noise (on sgd)   <= 1.05x      TrAct (on adamw)   <= 1.10x
+  NaP (on adamw)            <= 1.05x      LANTON vs Muon     <= 1.10x
+
+Usage:
+  python scripts/bench_optim.py                       # both models, default sizes
+  python scripts/bench_optim.py --models=mlp --rounds=30 --steps_per_round=5
+"""
+import argparse
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from paperlab import nn, optim
+from paperlab.errors import ConfigError
+
+GOALS = {'grad_noise': 1.05, 'tract': 1.10, 'nap': 1.05, 'lanton': 1.10}
+
+
+def model_config(name: str) -> tuple[ml_collections.ConfigDict, tuple[int, ...]]:
+  if name == 'mlp':
+    cfg = nn.default_config('mlp')
+    cfg.depth, cfg.width, cfg.norm = 3, 512, 'layernorm'  # norms so that NaP applies
+    return cfg, (28, 28)
+  cfg = nn.default_config('vit')
+  cfg.patch_size, cfg.d_model, cfg.num_layers, cfg.num_heads = 4, 128, 4, 4
+  return cfg, (32, 32, 3)
+
+
+def variants(args) -> list[tuple[str, str, dict, dict]]:
+  """(goal key, label, base optim overrides, variant optim overrides)."""
+  return [
+      ('grad_noise', 'sgd + grad noise', dict(name='sgd'), dict(name='sgd', grad_noise_eta=0.01)),
+      ('tract', 'adamw + TrAct', dict(name='adamw'), dict(name='adamw', tract_lam=0.1)),
+      ('nap', 'adamw + NaP', dict(name='adamw'), dict(name='adamw', nap=True)),
+      ('lanton', 'LANTON vs Muon', dict(name='muon', lr=0.02), dict(name='lanton', lr=0.02)),
+      ('lanton', f'LANTON noise_every={args.noise_every} vs Muon', dict(name='muon', lr=0.02),
+       dict(name='lanton', lr=0.02, lanton_noise_every=args.noise_every)),
+      (None, 'LMO (noise_adaptive=False) vs Muon', dict(name='muon', lr=0.02),
+       dict(name='lanton', lr=0.02, lanton_noise_adaptive=False)),
+  ]
+
+
+def make_step(model, params, optim_overrides: dict, input_shape):
+  """A jitted step(params, opt_state, x, y) -> (params, opt_state, loss), or None if n/a."""
+  graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+  cfg = optim.default_config()
+  cfg.update(optim_overrides)
+  spec = model.tract_spec
+  try:
+    tx = optim.build(cfg, params, total_steps=1000, rng=jax.random.key(1),
+                     tract_path=spec.kernel_path)
+  except ConfigError as error:  # e.g. NaP on a model without norms
+    return None, str(error)
+  tract_on = 'tract_inputs' in optim.extra_args_needed(cfg)
+
+  def loss_fn(p, x, y):
+    logits = nnx.merge(graphdef, p, rest)(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  def step(p, opt_state, x, y):
+    loss, grads = jax.value_and_grad(loss_fn)(p, x, y)
+    extra = {}
+    if tract_on:
+      if spec.kind == 'dense':
+        extra['tract_inputs'] = optim.dense_inputs(x.reshape(-1, spec.in_features))
+      else:
+        extra['tract_inputs'] = optim.conv_patches(x.reshape((-1,) + spec.image_shape),
+                                                   spec.kernel_size, spec.strides, spec.padding)
+    updates, opt_state = tx.update(grads, opt_state, p, **extra)
+    return optax.apply_updates(p, updates), opt_state, loss
+
+  return (jax.jit(step, donate_argnums=(0, 1)), tx.init(params)), None
+
+
+def time_pair(runs, x, y, args) -> list[float]:
+  """Median seconds per step of each run, interleaved round by round."""
+  states = []
+  for step, opt_state, params in runs:
+    for _ in range(args.warmup):
+      params, opt_state, loss = step(params, opt_state, x, y)
+    jax.block_until_ready(loss)
+    states.append([params, opt_state])
+  samples = [[] for _ in runs]
+  for _ in range(args.rounds):
+    for i, (step, _, _) in enumerate(runs):
+      params, opt_state = states[i]
+      start = time.perf_counter()
+      for _ in range(args.steps_per_round):
+        params, opt_state, loss = step(params, opt_state, x, y)
+      jax.block_until_ready((params, loss))
+      samples[i].append((time.perf_counter() - start) / args.steps_per_round)
+      states[i] = [params, opt_state]
+  return [statistics.median(s) for s in samples]
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--models', default='mlp,vit')
+  parser.add_argument('--batch_size', type=int, default=128)
+  parser.add_argument('--rounds', type=int, default=15)
+  parser.add_argument('--steps_per_round', type=int, default=5)
+  parser.add_argument('--warmup', type=int, default=3)
+  parser.add_argument('--noise_every', type=int, default=10)
+  args = parser.parse_args()
+
+  device = jax.devices()[0]
+  print(f'jax {jax.__version__} on {device.platform} ({device.device_kind}), '
+        f'{platform.processor() or platform.machine()}; batch {args.batch_size}, median of '
+        f'{args.rounds} rounds x {args.steps_per_round} steps after {args.warmup} warm-up steps')
+  header = f"{'model':6} {'pair':40} {'base ms':>9} {'variant ms':>11} {'ratio':>7} {'goal':>6}"
+  print(header)
+  print('-' * len(header))
+  for name in args.models.split(','):
+    cfg, input_shape = model_config(name)
+    model = nn.build(cfg, input_shape=input_shape, input_dtype=jnp.float32, vocab_size=None,
+                     output_dim=10, rngs=nnx.Rngs(0))
+    params = nnx.to_pure_dict(nnx.split(model, nnx.Param, ...)[1])
+    key_x, key_y = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(key_x, (args.batch_size,) + input_shape)
+    y = jax.random.randint(key_y, (args.batch_size,), 0, 10)
+    for goal_key, label, base, variant in variants(args):
+      (base_run, _), (variant_run, why) = (make_step(model, params, base, input_shape),
+                                           make_step(model, params, variant, input_shape))
+      if variant_run is None:
+        print(f'{name:6} {label:40} {"n/a":>9} {"n/a":>11} {"":>7} {"":>6}  ({why[:60]}...)')
+        continue
+      runs = [(run[0], run[1], jax.tree.map(jnp.copy, params))
+              for run in (base_run, variant_run)]
+      base_s, variant_s = time_pair(runs, x, y, args)
+      goal = f'{GOALS[goal_key]:.2f}' if goal_key else ''
+      print(f'{name:6} {label:40} {base_s * 1e3:9.2f} {variant_s * 1e3:11.2f} '
+            f'{variant_s / base_s:7.3f} {goal:>6}', flush=True)
+
+
+if __name__ == '__main__':
+  main()
