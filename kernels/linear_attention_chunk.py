@@ -16,6 +16,7 @@ Backward (dS_next = cotangent of the state after the chunk; recomputed, never st
     dK    = scale * dP^T Q + (V dS_next^T) * lambda^(n-1-p) [p < n]
     dV    = scale * P^T dO + (K * lambda^(n-1-p) [p < n]) dS_next
     dS    = lambda^n dS_next + scale * (Q * lambda^(p+1))^T dO
+and the learnable log-decay gets its own per-chunk gradient, `grad_log_decay`.
 
 Every function takes arrays [..., C, d] (any leading batch dims; exactly 2-D inside the Pallas
 kernels) and works in f32 (or f64). `g` is None (no decay) or an array broadcastable to
@@ -120,17 +121,32 @@ def grad_state(q, do, ds_next, g, scale: float, n) -> jax.Array:
 
 
 
-def log_decay_grad(q, dq, k, dk, s_final, ds_final, seq_len: int) -> jax.Array:
-  """dL/dg for the per-head log-decay, from dQ and dK: no extra pass over the sequence.
 
-  With q~_t = lambda^(t+1) q_t and k~_s = lambda^-(s+1) k_s (t, s = 0..T-1),
-      o_t = scale * q~_t^T (S0 + sum_{s<=t} k~_s v_s^T),   S_T = lambda^T (S0 + sum_s k~_s v_s^T),
-  so  dL/dg = sum_t (t+1) (q_t . dq_t - k_t . dk_t) + T <dS_T, S_T>.
-  The first term is the identity axlearn and flash-linear-attention use; the second is the
-  final-state cotangent. q, dq, k, dk are [..., T_pad, Dk] (zero padding contributes nothing);
-  s_final, ds_final are [..., Dk, Dv]. Returns [...].
+def grad_log_decay(q, k, v, do, s, ds_next, g, scale: float, n) -> jax.Array:
+  """dL/dg of one chunk for the per-head log-decay g (S and dS_next given), shape [...].
+
+  Differentiating every lambda-power of the chunk equations directly:
+      dg = scale * sum_{a>=b} (a-b) lambda^(a-b) (q_a . k_b)(dO_a . v_b)
+         + scale * sum_a (a+1) lambda^(a+1) (q_a^T S) . dO_a
+         + sum_{b<n} (n-1-b) lambda^(n-1-b) k_b^T dS_next v_b
+         + n lambda^n <S, dS_next>
+  The total is the sum over chunks. (The shorter identity sum_t (t+1)(q_t.dq_t - k_t.dk_t) used
+  by axlearn / fla cancels catastrophically in float32 under strong decay: 0.3-1% error at
+  g = -5 in our tests, against 1e-6 for this form.)
   """
-  acc = dq.dtype
-  steps = jnp.arange(1, q.shape[-2] + 1, dtype=acc)
-  tokens = jnp.sum(q.astype(acc) * dq, -1) - jnp.sum(k.astype(acc) * dk, -1)
-  return jnp.sum(steps * tokens, -1) + seq_len * jnp.sum(ds_final * s_final, axis=(-2, -1))
+  c, dk = q.shape[-2:]
+  dv = v.shape[-1]
+  dtype = q.dtype
+  lag = (_iota((c, c), 0) - _iota((c, c), 1)).astype(dtype)
+  attn = matmul(q, k, trans_b=True) * intra_mask(g, c, dtype)
+  intra = jnp.sum(lag * attn * matmul(do, v, trans_b=True), axis=(-2, -1))
+  rows_v = (_iota((c, dv), 0) + 1).astype(dtype)
+  inter = jnp.sum(rows_v * matmul(_times(q, query_decay(g, c, dk, dtype)), s) * do, axis=(-2, -1))
+  rows_k = (n - 1 - _iota((c, dk), 0)).astype(dtype)
+  keys = jnp.sum(rows_k * _times(k, key_decay(g, n, c, dk, dtype))
+                 * matmul(v, ds_next, trans_b=True), axis=(-2, -1))
+  n_per_chunk = jnp.asarray(n, dtype)
+  if n_per_chunk.ndim >= 2:                              # [..., 1, 1] -> [...]
+    n_per_chunk = n_per_chunk[..., 0, 0]
+  states = n_per_chunk * jnp.sum(_times(s, state_decay(g, n, dtype)) * ds_next, axis=(-2, -1))
+  return scale * (intra + inter) + keys + states

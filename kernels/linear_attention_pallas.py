@@ -1,11 +1,8 @@
 """Chunked linear attention in Pallas: padding, layout choice and the `jax.custom_vjp`.
 
 The forward and backward are Pallas kernels in either layout (`linear_attention_pallas_gpu`,
-`linear_attention_pallas_tpu`). The residuals are only q, k, v, g, S0 and the final state; the
-backward recomputes the chunk states instead of storing them (Lightning Attention-2).
-
-The gradient of the learnable log-decay g comes from dQ and dK
-(`linear_attention_chunk.log_decay_grad`), without another kernel.
+`linear_attention_pallas_tpu`). The residuals are only q, k, v, g and S0: the backward recomputes
+the chunk states (as flash-linear-attention does) instead of saving them from the forward.
 """
 import dataclasses
 import functools
@@ -13,7 +10,6 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from paperlab.kernels import linear_attention_chunk as chunk
 from paperlab.kernels import linear_attention_pallas_gpu as gpu
 from paperlab.kernels import linear_attention_pallas_tpu as tpu
 from paperlab.kernels import pallas_layout
@@ -44,18 +40,15 @@ def _linear_attention(q, k, v, g, s0, static: _Static):
 
 
 def _fwd(q, k, v, g, s0, static):
-  o, s_final = _linear_attention(q, k, v, g, s0, static)
-  return (o, s_final), (q, k, v, g, s0, s_final)
+  return _linear_attention(q, k, v, g, s0, static), (q, k, v, g, s0)
 
 
 def _bwd(static, residuals, cotangents):
-  q, k, v, g, s0, s_final = residuals
   do, ds_final = cotangents
-  dq, dk, dv, ds0 = _kernels(static.layout).backward(
+  q, k, v, g, s0 = residuals
+  grads = _kernels(static.layout).backward(
       q, k, v, g, s0, do.astype(v.dtype), ds_final.astype(s0.dtype), **static.kernel_kwargs())
-  dg = chunk.log_decay_grad(q, dq, k, dk, s_final, ds_final, static.seq_len)
-  return (dq.astype(q.dtype), dk.astype(k.dtype), dv.astype(v.dtype), dg.astype(g.dtype),
-          ds0.astype(s0.dtype))
+  return tuple(d.astype(x.dtype) for d, x in zip(grads, residuals))
 
 
 _linear_attention.defvjp(_fwd, _bwd)

@@ -68,11 +68,11 @@ def _chunked(q, k, v, g, s0, static: _Static):
 
 def _chunked_fwd(q, k, v, g, s0, static):
   o, s_final, s_before = _forward(q, k, v, g, s0, static)
-  return (o, s_final), (q, k, v, g, s_before, s_final)
+  return (o, s_final), (q, k, v, g, s_before)
 
 
 def _chunked_bwd(static, residuals, cotangents):
-  q, k, v, g, s_before, s_final = residuals
+  q, k, v, g, s_before = residuals
   do, ds_final = cotangents
   g5, n = _decay_and_lengths(g, static)
   local = chunk.state_grad_contribution(q, do, g5, static.scale)
@@ -80,11 +80,11 @@ def _chunked_bwd(static, residuals, cotangents):
                               reverse=True)
   dq = chunk.grad_q(k, v, do, s_before, g5, static.scale)
   dk, dv = chunk.grad_kv(q, k, v, do, ds_next, g5, static.scale, n)
-  b, h, nt, c, dk_dim = q.shape
-  flat = lambda x: x.reshape(b, h, nt * c, x.shape[-1])
-  dg = chunk.log_decay_grad(flat(q), flat(dq), flat(k), flat(dk), s_final, ds_final,
-                            static.seq_len).sum(0)
-  return dq, dk, dv, dg.astype(g.dtype), ds0
+  if static.has_decay:
+    dg = chunk.grad_log_decay(q, k, v, do, s_before, ds_next, g5, static.scale, n).sum((0, 2))
+  else:
+    dg = jnp.zeros_like(g)
+  return dq, dk, dv, dg, ds0
 
 
 _chunked.defvjp(_chunked_fwd, _chunked_bwd)
