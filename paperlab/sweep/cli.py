@@ -9,7 +9,8 @@ The trials are the config's `get_sweep(arg)` (if it defines one; `--no_config_sw
 times the product of the `--axis` flags. Rerunning the command skips finished trials (done or
 diverged) and resumes the others from their checkpoints. Every override is checked against the config
 before anything runs; a mistake prints one line and exits with code 2. The sweep exits with 1 when a
-trial in the range failed, else 0 (a diverged trial is a result, not a failure).
+trial in the range failed or was stopped before the end (SIGINT/SIGTERM: the trials save a checkpoint),
+else 0 (a diverged trial is a result, not a failure).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from paperlab.sweep import launch, results
 from paperlab.sweep import trials as trials_lib
 
 EXIT_USAGE = 2
-EXIT_TRIAL_FAILED = 1
+EXIT_INCOMPLETE = 1  # a trial failed, or the sweep was stopped before every trial finished
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _main(args)
   except ConfigError as error:
     fail(str(error))
+  except KeyboardInterrupt:
+    print("\npaperlab.sweep: interrupted; rerun the same command to continue", file=sys.stderr, flush=True)
+    return EXIT_INCOMPLETE
   return EXIT_USAGE
 
 
@@ -122,12 +126,16 @@ def _main(args: argparse.Namespace) -> int:
       launch.run_local(args.config, todo, parallel=args.parallel, counts=finished)
   metric = loader.base().get("target_metric", None)
   print(results.report(workdir, trials, metric=metric, mode=args.mode), flush=True)
-  failed = [t.index for t in selected if t.status == "failed"]
+  final = {t.index: t.status for t in selected}
+  failed = [i for i, s in final.items() if s == "failed"]
+  unfinished = [i for i, s in final.items() if s not in trials_lib.FINISHED and s != "failed"]
   if failed:
     print(f"paperlab.sweep: {len(failed)} trial(s) failed: {failed}; see trial_<i>/log.txt and meta.json",
           file=sys.stderr, flush=True)
-    return EXIT_TRIAL_FAILED
-  return 0
+  if unfinished:
+    print(f"paperlab.sweep: {len(unfinished)} trial(s) did not finish: {unfinished}; rerun the same command "
+          "to resume them", file=sys.stderr, flush=True)
+  return EXIT_INCOMPLETE if failed or unfinished else 0
 
 
 def run() -> None:
