@@ -31,6 +31,24 @@ def l2_normalize(x: jax.Array) -> jax.Array:
   return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + L2_EPSILON)
 
 
+class ShortConv(nnx.Module):
+  """Causal depthwise 1-D convolution over time: y_t = sum_j kernel[j] * x_{t + j - (K - 1)}.
+
+  A shifted sum rather than `nnx.Conv(feature_group_count=d)`: on XLA:CPU the grouped conv is
+  about 25x slower forward and 35x slower backward at [64, 64, 64] (measured). Same init as
+  nnx.Conv's depthwise kernel (LeCun normal, fan_in = K).
+  """
+
+  def __init__(self, features: int, size: int, *, rngs: nnx.Rngs):
+    self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (size, features)))
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.kernel[...]
+    size, length = kernel.shape[0], x.shape[-2]
+    padded = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(size - 1, 0), (0, 0)])
+    return sum(kernel[j] * padded[..., j:j + length, :] for j in range(size))
+
+
 class DeltaNet(nnx.Module):
   """DeltaNet layer; see the module docstring. [B, T, d_model] -> [B, T, d_model]."""
 
@@ -51,8 +69,7 @@ class DeltaNet(nnx.Module):
     self.key = dense(d_model)
     self.value = dense(d_model)
     self.beta = dense(num_heads)
-    conv = lambda: (nnx.Conv(d_model, d_model, kernel_size=(conv_size,), feature_group_count=d_model,
-                             padding='CAUSAL', use_bias=False, rngs=rngs) if use_short_conv else None)
+    conv = lambda: ShortConv(d_model, conv_size, rngs=rngs) if use_short_conv else None
     self.query_conv = conv()
     self.key_conv = conv()
     self.value_conv = conv()
@@ -61,7 +78,7 @@ class DeltaNet(nnx.Module):
     self.out = dense(d_model)
 
   @staticmethod
-  def _mix(x: jax.Array, proj: nnx.Linear, conv: nnx.Conv | None) -> jax.Array:
+  def _mix(x: jax.Array, proj: nnx.Linear, conv: ShortConv | None) -> jax.Array:
     h = proj(x)
     return jax.nn.silu(h if conv is None else conv(h))
 

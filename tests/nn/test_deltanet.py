@@ -22,7 +22,7 @@ def _reference(x, p, use_short_conv, allow_neg_eigval, gate):
   def conv(y, w):                        # causal depthwise: out_t = sum_j w[j] y_{t + j - (K-1)}
     k = w.shape[0]
     padded = np.pad(y, ((0, 0), (k - 1, 0), (0, 0)))
-    return sum(w[j, 0] * padded[:, j:j + t] for j in range(k))
+    return sum(w[j] * padded[:, j:j + t] for j in range(k))
 
   def mix(name):
     y = x @ p[name]['kernel']
@@ -67,6 +67,14 @@ def test_causal_and_differentiable(tiny):
   grads = jax.jit(jax.grad(lambda p: jnp.sum(apply(p, x) ** 2)))(params)
   for path, g in jax.tree_util.tree_leaves_with_path(grads):
     assert jnp.all(jnp.isfinite(g)) and jnp.any(g != 0), path
+
+
+def test_short_conv_is_causal_with_the_conv_init(tiny):
+  conv = DeltaNet(D, H, rngs=tiny.rngs()).query_conv
+  assert conv.kernel.shape == (4, D)
+  impulse = jnp.zeros((1, 10, D)).at[0, 3].set(1.0)
+  touched = np.flatnonzero(np.abs(np.asarray(conv(impulse))).sum(-1)[0])
+  assert touched.tolist() == [3, 4, 5, 6]                # x_3 reaches y_3 .. y_{3+K-1} only
 
 
 @pytest.mark.parametrize('kwargs,message', [

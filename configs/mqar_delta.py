@@ -1,0 +1,49 @@
+"""DeltaNet on multi-query associative recall (MQAR, Zoology): a 2-layer transformer whose
+attention is `paperlab.nn.deltanet.DeltaNet` (delta-rule state, short conv, chunked kernel).
+
+Command:
+  python -m paperlab.run --config configs/mqar_delta.py
+
+RESULT_PLACEHOLDER
+
+Try: --config.model.attention_kwargs.use_short_conv=False, --config.data.num_kv_pairs=16,
+--config.model.attention=linear (or configs/mqar_linear.py), --config.model.attention=softmax.
+"""
+import ml_collections
+
+from paperlab import config as config_lib
+from paperlab import data, nn, optim
+
+
+def get_config(arg: str | None = None):
+  config_lib.parse_arg(arg)
+  config = config_lib.base_config()
+  config.total_steps = 1500
+  config.batch_size = 64
+  config.eval_batch_size = 500
+  config.log_every = 50
+  config.eval_every = 500
+  config.ckpt_every = 500
+
+  config.data = data.default_config("mqar")
+  config.data.vocab_size = 256
+  config.data.seq_len = 64
+  config.data.num_kv_pairs = 8
+  config.data.num_eval = 500
+
+  config.model = nn.default_config("transformer")
+  config.model.num_layers = 2
+  config.model.d_model = 64
+  config.model.num_heads = 2
+  config.model.mlp_ratio = 2.0
+  config.model.attention = "delta"
+  config.model.attention_kwargs = ml_collections.ConfigDict(
+      dict(use_short_conv=True, chunk_size=32, impl="auto"))
+
+  config.optim = optim.default_config()
+  config.optim.name = "adamw"
+  config.optim.lr = 3e-3
+  config.optim.weight_decay = 0.1
+  config.optim.schedule = "warmup_cosine"
+  config.optim.warmup_steps = 100
+  return config
