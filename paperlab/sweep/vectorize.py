@@ -172,23 +172,16 @@ class GroupRunner:
   # -- compiled functions -------------------------------------------------------------------------
 
   def make_steps(self):
-    exp, cfg = self.exp, self.config
+    exp = self.exp
     update = train.make_update_step(exp)
     trial_sharding = NamedSharding(self.mesh, P(TRIAL_AXIS))
     replicated = NamedSharding(self.mesh, P())
 
-    def trial_update(state, batch):
-      # The configured rate at this step, read from the trial's own injected lr (update_step's own
-      # 'lr' is the first trial's).
-      lr = optim_lib.current_lr(cfg.optim, state.opt_state, state.step, cfg.total_steps)
-      state, metrics = update(state, batch)
-      metrics["lr"] = lr
-      return state, metrics
-
     def one_step(step, states, alive, diverged_at, data):
       batch = exp.source.sample(data, step) if exp.source.on_device else data
       batch = jax.lax.with_sharding_constraint(batch, replicated)
-      states, metrics = jax.vmap(trial_update, in_axes=(0, None))(states, batch)
+      # update_step logs each trial's own lr (optim.current_lr reads the injected one).
+      states, metrics = jax.vmap(update, in_axes=(0, None))(states, batch)
       states = jax.lax.with_sharding_constraint(states, trial_sharding)
       diverged_at = jnp.where(alive & ~metrics["finite"], step + 1, diverged_at)
       return states, alive & metrics["finite"], diverged_at, metrics
