@@ -11,6 +11,19 @@ The sweep is optim.lr in {5e-4, 1e-3, 2e-3, 4e-3} x seed in {0, 1, 2, 3} on conf
 (2-layer MLP of width 256 on digits, 1500 steps). It prints the wall-clock time of each way, their
 ratio (goal: vectorized >= 4x faster on 2 CPU cores), and the largest difference in final eval
 accuracy between the two ways (they train the same trials: it should be about float rounding).
+
+Measured on a 2-core AMD EPYC CPU, 24 GiB, no GPU, jax 0.10.2, shared with other jobs (load
+average 2 to 9 during the runs), three runs of the full 1500 steps:
+
+  sequential   175.5 s   247.3 s   251.0 s
+  vectorized    42.9 s    62.5 s    67.2 s
+  speed-up      4.09x     3.96x     3.73x     (final eval accuracies differ by <= 0.0028 = 1/360)
+
+Where the time goes: the training steps cost the same per trial either way (both run at the CPU's
+matmul rate, about 1.2 CPU-ms per trial-step for this model), so the speed-up is the per-trial
+overhead that one program saves: process start and imports, model/optimizer build, compile,
+checkpoints, about 7-13 s per trial here against about 2.5 s of training. Shorter runs gain more
+(300 steps: 9.6x); larger models, whose steps dominate, gain less.
 """
 
 from __future__ import annotations

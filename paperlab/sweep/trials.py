@@ -95,25 +95,23 @@ class ConfigLoader:
     return config
 
 
-def parse_value(raw: str, current: Any) -> Any:
-  """A command-line axis value, typed like the config field it replaces."""
+def parse_value(raw: str, field_type: type) -> Any:
+  """A command-line axis value, typed like the config field it replaces (placeholders included)."""
   raw = raw.strip()
-  if isinstance(current, bool):
+  if field_type is bool:
     lowered = raw.lower()
     if lowered not in ("true", "false", "1", "0"):
       raise ConfigError(f"expected true or false, got {raw!r}")
     return lowered in ("true", "1")
-  if isinstance(current, int):
+  if field_type is int:
     try:
       return int(raw)
     except ValueError:
       raise ConfigError(f"expected an integer, got {raw!r}") from None
-  if isinstance(current, float) or current is None:
+  if field_type is float:
     try:
       return float(raw)
     except ValueError:
-      if current is None:  # a placeholder of unknown type: keep the text
-        return raw
       raise ConfigError(f"expected a number, got {raw!r}") from None
   return raw
 
@@ -126,14 +124,16 @@ def parse_axis(text: str, config: ml_collections.ConfigDict) -> algebra.Sweep:
     raise ConfigError(f"--axis {text!r}: expected key=v1,v2,... e.g. --axis optim.lr=0.01,0.03")
   if key == algebra.CONFIG_ARG_KEY:
     return algebra.axis(key, [v.strip() for v in values.split(",")])
+  parent, _, leaf = key.rpartition(".")
   try:
-    current = get_path(config, key)
+    node = get_path(config, parent) if parent else config
+    field_type = node.get_type(leaf)
   except (KeyError, AttributeError, TypeError):
     raise config_lib.unknown_field_error(config, key) from None
-  if isinstance(current, ml_collections.ConfigDict):
+  if isinstance(node[leaf], ml_collections.ConfigDict):
     raise config_lib.unknown_field_error(config, key)
   try:
-    parsed = [parse_value(v, current) for v in values.split(",")]
+    parsed = [parse_value(v, field_type) for v in values.split(",")]
   except ConfigError as error:
     raise ConfigError(f"--axis {key}: {error}") from None
   return algebra.axis(key, parsed)

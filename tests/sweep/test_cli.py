@@ -39,6 +39,15 @@ def test_axes_take_the_product_typed_by_the_config_fields(tmp_path, capsys):
   assert {"--config.optim.lr=0.03", "--config.seed=1", "--config.log.plot=true"} <= set(commands[3])
 
 
+def test_axis_on_a_placeholder_takes_its_declared_type(tmp_path, capsys):
+  sweep_cli("--workdir", str(tmp_path), "--no_config_sweep", "--axis", "optim.decay_steps=30,40",
+            "--axis", "optim.clip_norm=1", "--launcher", "print")
+  trials = json.loads((tmp_path / "sweep.json").read_text())["trials"]
+  assert trials == [{"optim.decay_steps": 30, "optim.clip_norm": 1.0}, {"optim.decay_steps": 40, "optim.clip_norm": 1.0}]
+  assert type(trials[0]["optim.decay_steps"]) is int and type(trials[0]["optim.clip_norm"]) is float
+  capsys.readouterr()
+
+
 def test_config_sweep_times_cli_axes_first_varies_slowest(tmp_path, capsys):
   assert sweep_cli("--workdir", str(tmp_path), "--axis", "model.width=8,32", "--launcher", "print") == 0
   trials = json.loads((tmp_path / "sweep.json").read_text())["trials"]
