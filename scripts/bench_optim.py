@@ -114,6 +114,7 @@ def main() -> None:
   parser.add_argument('--steps_per_round', type=int, default=5)
   parser.add_argument('--warmup', type=int, default=3)
   parser.add_argument('--noise_every', type=int, default=10)
+  parser.add_argument('--only', default='', help='comma-separated goal keys to run (default all)')
   args = parser.parse_args()
 
   device = jax.devices()[0]
@@ -132,6 +133,8 @@ def main() -> None:
     x = jax.random.normal(key_x, (args.batch_size,) + input_shape)
     y = jax.random.randint(key_y, (args.batch_size,), 0, 10)
     for goal_key, label, base, variant in variants(args):
+      if args.only and (goal_key or 'lanton') not in args.only.split(','):
+        continue
       (base_run, _), (variant_run, why) = (make_step(model, params, base, input_shape),
                                            make_step(model, params, variant, input_shape))
       if variant_run is None:

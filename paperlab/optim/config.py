@@ -24,7 +24,7 @@ def default_config() -> ml_collections.ConfigDict:
       warmup_steps=0,             # linear warmup for constant and warmup_cosine
       decay_steps=config_dict.placeholder(int),  # cosine length incl. warmup; unset: total_steps
       final_lr_scale=0.0,         # cosine end value as a fraction of lr
-      weight_decay=0.0,           # sgd/momentum: L2 added to the gradient; adamw/muon/lanton: decoupled
+      weight_decay=0.0,           # sgd/momentum: L2 on the gradient; adamw/muon/lanton: decoupled
       momentum=0.9,               # 'momentum'
       nesterov=False,             # 'momentum'
       b1=0.9,                     # adamw, and muon's Adam part
@@ -42,7 +42,7 @@ def default_config() -> ml_collections.ConfigDict:
       muon_ns_steps=5,
       muon_adam_lr=config_dict.placeholder(float),    # lr of Muon's Adam part; unset: lr
       lanton_noise_adaptive=True,  # False: the plain LMO optimizer (Scion / D-Muon style)
-      lanton_estimator='residual',  # residual | two_batch (the trainer then passes microbatch_grads)
+      lanton_estimator='residual',  # residual | two_batch (trainer passes microbatch_grads)
       lanton_beta1=0.95,          # momentum
       lanton_beta2=0.99,          # noise EMA
       lanton_lr_rule='min',       # min | mean
@@ -52,6 +52,7 @@ def default_config() -> ml_collections.ConfigDict:
       lanton_nesterov=False,
       lanton_ns_steps=5,
       lanton_noise_every=1,
+      lanton_adapt_vectors=False,  # also noise-adapt biases and norm parameters
   ))
 
 
@@ -118,7 +119,8 @@ def resolve(optim_config) -> ml_collections.ConfigDict:
   _number(cfg, 'muon_adam_lr', low=0, low_open=True, optional=True)
   _number(cfg, 'lanton_sign_lr_scale', low=0)
   _number(cfg, 'lanton_vector_lr_scale', low=0)
-  for field in ('nesterov', 'nap', 'muon_nesterov', 'lanton_noise_adaptive', 'lanton_nesterov'):
+  for field in ('nesterov', 'nap', 'muon_nesterov', 'lanton_noise_adaptive', 'lanton_nesterov',
+                'lanton_adapt_vectors'):
     _bool(cfg, field)
   _choice(cfg, 'nap_norm_params', nap_lib.NORM_PARAMS)
   _choice(cfg, 'nap_bias', nap_lib.BIAS_MODES)

@@ -33,14 +33,18 @@ Groups and LMOs (`lmo_groups`, overridable with `groups`) [R where marked]:
   ||R||_1, rate sign_lr_scale * eta(t) [R: the ratio of base rates between groups is ours].
 - 'vector': every leaf with < 2 axes (biases, norm scales and offsets) [R, the paper's choice is
   unknown]: vector_lmo='sign' (l-inf geometry as for the head, Scion-style; default) or 'rms'
-  (LMO -B/||B||_RMS, dual norm sqrt(d) ||R||_2); rate vector_lr_scale * eta(t).
+  (LMO -B/||B||_RMS, dual norm sqrt(d) ||R||_2); rate vector_lr_scale * eta(t). Not noise-adapted
+  by default (adapt_vectors=False, r_l = 1) [R]: the paper adapts its two matrix groups, and a
+  bias that sums its gradient over every token would otherwise be throttled against a LayerNorm
+  scale by the size of its gradient rather than its noise. Its noise EMA is still tracked.
 Noise ratios are normalized within each group only.
 
 Other choices [R]: the hidden-layer nuclear norm of R is <R, NS(R)> with the same Newton-Schulz as
-the LMO (within the NS band of the exact value, see lmo.py), computed in one batched NS call together
-with the momentum's; noise_every=k updates the estimate every k-th step only (a lax.cond; inside
-vmap it becomes a select and saves nothing). The H EMA is not bias-corrected: a common factor
-cancels in the ratios. Weight decay is decoupled and multiplied by the layer's own rate.
+the LMO (within the NS band of the exact value, see lmo.py), computed in one batched NS call
+together with the momentum's (on a CPU this doubles the Newton-Schulz cost of a step);
+noise_every=k updates the estimate every k-th step only (a lax.cond; inside vmap it becomes a
+select and saves nothing). The H EMA is not bias-corrected: a common factor cancels in the ratios.
+Weight decay is decoupled and multiplied by the layer's own rate.
 
 Place in a chain: it is the base optimizer, learning rate included (like optax.adamw). It reads the
 raw gradient for its noise estimate, so put clipping, noise and TrAct before it and NaP after it.
@@ -108,6 +112,7 @@ def lanton(learning_rate: optax.ScalarOrSchedule, *, noise_adaptive: bool = True
            lr_rule: str = 'min', sign_lr_scale: float = 0.1, vector_lr_scale: float = 0.1,
            vector_lmo: str = 'sign', weight_decay: float = 0.0, nesterov: bool = False,
            ns_steps: int = 5, ns_coeffs: Sequence[float] = lmo.NS_COEFFS, noise_every: int = 1,
+           adapt_vectors: bool = False,
            groups: Any = None) -> optax.GradientTransformationExtraArgs:
   """LANTON (or, with noise_adaptive=False, the plain LMO optimizer); see the module docstring.
 
@@ -123,6 +128,7 @@ def lanton(learning_rate: optax.ScalarOrSchedule, *, noise_adaptive: bool = True
     nesterov: feed beta1 B + (1 - beta1) G to the LMO instead of B.
     ns_steps, ns_coeffs: the Newton-Schulz iteration (lmo.newton_schulz).
     noise_every: update the noise estimate every k-th step.
+    adapt_vectors: also scale the 'vector' group by its noise ratios (default: r_l = 1 there).
     groups: a tree of group labels like params, or params -> tree; default `lmo_groups`.
   """
   _check_choice('estimator', estimator, ESTIMATORS)
@@ -168,6 +174,10 @@ def lanton(learning_rate: optax.ScalarOrSchedule, *, noise_adaptive: bool = True
     for group in GROUPS:
       idx = [i for i, label in enumerate(labels) if label == group]
       if not idx:
+        continue
+      if group == 'vector' and not adapt_vectors:
+        for i in idx:
+          out[i] = jnp.ones([], jnp.float32)
         continue
       h = jnp.stack([noise[i] for i in idx]) + _TINY
       if lr_rule == 'min':

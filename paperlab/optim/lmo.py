@@ -5,18 +5,18 @@ For a norm ||.|| on a layer's weights, LMO(G) = argmin_{||S|| <= 1} <G, S> and t
 LANTON: Hao et al. 2025, arXiv 2510.14009) step W <- W + eta LMO(momentum). Layouts are Flax's:
 a kernel [..., d_out] maps d_in = prod(leading axes) inputs to d_out outputs.
 
-| norm on W                                 | LMO(G)                      | dual norm ||G||_*            |
-|-------------------------------------------|-----------------------------|------------------------------|
-| RMS->RMS operator: sqrt(d_in/d_out) ||W||_2 | -sqrt(d_out/d_in) U V^T     | sqrt(d_out/d_in) ||G||_nuc   |
-| l1->linf operator = max_ij |W_ij|          | -sign(G)                    | sum_ij |G_ij|                |
-| RMS of a vector: ||w||_2 / sqrt(d)        | -G / ||G||_RMS              | sqrt(d) ||G||_2              |
+| norm on W                                 | LMO(G)                  | dual norm ||G||_*          |
+|-------------------------------------------|-------------------------|----------------------------|
+| RMS->RMS: sqrt(d_in/d_out) ||W||_2        | -sqrt(d_out/d_in) U V^T | sqrt(d_out/d_in) ||G||_nuc |
+| l1->linf: max_ij |W_ij|                   | -sign(G)                | sum_ij |G_ij|              |
+| RMS of a vector: ||w||_2 / sqrt(d)        | -G / ||G||_RMS          | sqrt(d) ||G||_2            |
 
 U V^T (the polar factor of G = U S V^T) is approximated by Newton-Schulz (Keller Jordan's Muon):
 X_0 = G / (||G||_F + eps), then X <- a X + (b A + c A^2) X with A = X X^T, (a, b, c) =
 (3.4445, -4.7750, 2.0315), 5 steps. Each singular value s of X_0 maps through the scalar quintic
 p(s) = a s + b s^3 + c s^5, so the output singular values are p^5(s_i / (||G||_F + eps)). These
-coefficients trade exactness for speed: for s_i / ||G||_F >= 3e-3 the output singular values lie in
-the band [0.68, 1.21] (not exactly 1); smaller ones are amplified by ~3.4 per step and may end lower.
+coefficients trade exactness for speed: for s_i / ||G||_F >= 3e-3 the output singular values lie
+in the band [0.68, 1.21] (not exactly 1); smaller ones grow by ~3.4 per step and may end lower.
 Hence <G, -lmo_spectral(G)> approximates the dual norm within that band; with converging
 coefficients (e.g. (1.875, -1.25, 0.375)) and more steps it is exact.
 """

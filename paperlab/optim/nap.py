@@ -4,9 +4,9 @@ NeurIPS 2024 (arXiv 2407.01800).
 
 A weight W that feeds a normalization layer is scale invariant, f(cW) = f(W) for c > 0, so its
 gradient is orthogonal to W and SGD only grows ||W||; the direction W/||W|| then moves with the
-effective learning rate eta / ||W||^2 (eta / ||W|| for Adam-like, scale-free updates). Norm growth is
-an implicit, uncontrolled learning-rate decay. NaP fixes the norm: after every optimizer step each
-selected tensor is rescaled to its norm at initialization (per tensor, Frobenius),
+effective learning rate eta / ||W||^2 (eta / ||W|| for Adam-like, scale-free updates). Norm growth
+is an implicit, uncontrolled learning-rate decay. NaP fixes the norm: after every optimizer step
+each selected tensor is rescaled to its norm at initialization (per tensor, Frobenius),
 
     W <- W * ||W_0||_F / ||W||_F,
 
@@ -115,7 +115,8 @@ def nap_projection(*, mask: paths.MaskOrFn | None = None, norm_params: str = 'fr
     bias: 'joint' | 'free', whether a selected kernel's `bias` is projected with it.
   """
   if norm_params not in NORM_PARAMS:
-    raise ConfigError(f'nap norm_params={norm_params!r} is not valid; valid: {", ".join(NORM_PARAMS)}')
+    raise ConfigError(f'nap norm_params={norm_params!r} is not valid;'
+                      f' valid: {", ".join(NORM_PARAMS)}')
   if bias not in BIAS_MODES:
     raise ConfigError(f'nap bias={bias!r} is not valid; valid: {", ".join(BIAS_MODES)}')
   mask = feeds_norm_mask if mask is None else mask

@@ -111,7 +111,7 @@ def tract(lam: float = 0.1, *, mask: paths.MaskOrFn) -> optax.GradientTransforma
 
 
 def dense_inputs(x: jax.Array) -> jax.Array:
-  """tract_inputs for a Dense first layer: its inputs as rows [b, n] (all leading axes flattened)."""
+  """tract_inputs for a Dense first layer: its inputs as rows [b, n] (leading axes flattened)."""
   return _as_rows(x)
 
 

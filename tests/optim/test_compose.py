@@ -149,7 +149,7 @@ CHANGED = dict(lr=0.03, weight_decay=0.05, momentum=0.5, b1=0.8, b2=0.99, eps=1e
                lanton_sign_lr_scale=0.3, lanton_vector_lr_scale=0.2)
 
 
-@pytest.mark.parametrize('name', optim.OPTIMIZERS)
+@pytest.mark.parametrize('name', ['momentum', 'adamw', 'muon', 'lanton'])  # sgd's fields: a subset
 def test_injected_hyperparams_equal_baked_in(name):
   base = _config(name=name, **ALL_ON)
   fields = optim.injected_fields(base)

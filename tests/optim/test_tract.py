@@ -66,7 +66,7 @@ def test_large_lambda_tends_to_plain_gradient(b, n):
 
 
 @pytest.mark.parametrize('kernel,strides,padding,dilation', [
-    ((3, 3), 1, 'SAME', 1), ((2, 3), (2, 1), 'VALID', 1), ((3, 3), 2, ((1, 0), (2, 1)), 2)])
+    ((3, 3), 1, 'SAME', 1), ((2, 3), (2, 1), ((1, 0), (2, 1)), 2)])
 def test_conv_patches_transpose_grad_equals_kernel_grad(kernel, strides, padding, dilation):
   images = jax.random.normal(jax.random.key(4), (2, 7, 6, 3))
   conv = nnx.Conv(3, 4, kernel, strides=strides, padding=padding, kernel_dilation=dilation,
