@@ -4,10 +4,15 @@ attention is `paperlab.nn.deltanet.DeltaNet` (delta-rule state, short conv, chun
 Command:
   python -m paperlab.run --config configs/mqar_delta.py
 
-RESULT_PLACEHOLDER
+Task: vocab 256, seq_len 64, 8 key-value pairs, 500 held-out sequences; model: 2 layers,
+d_model 64, 2 heads (head_dim 32), 106k parameters; AdamW 3e-3, warmup-cosine, 1000 steps of 64.
+
+Measured (2-core CPU shared with other jobs, load average ~5, jax 0.10.2): eval/accuracy 0.9915
+at step 500 and 0.99625 at step 1000; 3 min 43 s wall clock including 8 s of compile.
 
 Try: --config.model.attention_kwargs.use_short_conv=False, --config.data.num_kv_pairs=16,
---config.model.attention=linear (or configs/mqar_linear.py), --config.model.attention=softmax.
+--config.model.attention=linear (the same attention_kwargs are valid for it; see also
+configs/mqar_linear.py).
 """
 import ml_collections
 
@@ -18,12 +23,12 @@ from paperlab import data, nn, optim
 def get_config(arg: str | None = None):
   config_lib.parse_arg(arg)
   config = config_lib.base_config()
-  config.total_steps = 1500
+  config.total_steps = 1000
   config.batch_size = 64
   config.eval_batch_size = 500
   config.log_every = 50
-  config.eval_every = 500
-  config.ckpt_every = 500
+  config.eval_every = 250
+  config.ckpt_every = 1000
 
   config.data = data.default_config("mqar")
   config.data.vocab_size = 256
@@ -45,5 +50,5 @@ def get_config(arg: str | None = None):
   config.optim.lr = 3e-3
   config.optim.weight_decay = 0.1
   config.optim.schedule = "warmup_cosine"
-  config.optim.warmup_steps = 100
+  config.optim.warmup_steps = 50
   return config

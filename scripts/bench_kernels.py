@@ -3,13 +3,16 @@
   python scripts/bench_kernels.py [--device auto|cpu|gpu|tpu] [--seq-lens 512,1024,...,16384]
       [--batch 1] [--heads 2] [--head-dim 64] [--chunk-size 64] [--dtype float32|bfloat16]
       [--impls reference,xla,pallas,auto] [--ops linear,delta] [--softmax-max-len 8192]
-      [--repeats 5] [--budget-ms 20000] [--write kernels/BENCHMARKS.md]
+      [--train-shapes 64x64x2x32,16x256x4x32,4x1024x4x64] [--repeats 5] [--budget-ms 20000]
+      [--write kernels/BENCHMARKS.md]
 
-For each op, impl and sequence length it times the forward and the forward+backward (gradients
-w.r.t. q, k, v and beta; jitted, compile excluded, median of `--repeats` runs) and reports
-tokens/s and achieved GFLOP/s against this machine's measured f32 matmul rate. Causal softmax
-attention is `jax.nn.dot_product_attention(is_causal=True)` (XLA on CPU, cuDNN where JAX picks
-it on GPU). Then it checks the goals of issue 4:
+Sweep: for each op, impl and sequence length it times the forward and the forward+backward
+(gradients w.r.t. q, k, v and beta; jitted, compile excluded, median of `--repeats` runs) and
+reports tokens/s and achieved GFLOP/s against this machine's measured f32 matmul rate. Causal
+softmax attention is `jax.nn.dot_product_attention(is_causal=True)` (XLA on CPU; cuDNN where JAX
+picks it on GPU). On CPU, a second table times "reference" and "xla" at training-like shapes
+BxTxHxD (many short sequences), the regime of the CPU `auto` table in kernels/api.py.
+Then it checks the goals of issue 4:
   CPU: linear attention fwd+bwd time per token at T=16384 <= 1.2x that at T=1024;
        linear attention >= 10x faster than softmax at T=8192; `auto` is the fastest impl per op.
   GPU: Pallas linear attention fwd+bwd beats softmax (cuDNN) from T >= 4096 (run with
@@ -25,6 +28,8 @@ FLOP model per token per head (d = Dk = Dv, C = chunk size; matmul FLOPs = 2 M N
   delta, chunked:                      fwd 2C(3dk+2dv) + 6 dk dv + C^2/3,  bwd 16 dk dv + 13 C d + 4 C^2
   delta, recurrent:                    fwd 6 dk dv,                bwd 12 dk dv
   softmax (full T x T, as XLA runs it): fwd 4 T d,                 bwd 8 T d
+("auto" on CPU runs the recurrent forward and the chunked gradient; its FLOPs are counted as
+chunked.)
 """
 from __future__ import annotations
 
@@ -53,6 +58,8 @@ def parse_args(argv=None):
   p.add_argument("--no-decay", action="store_true", help="linear attention without decay")
   p.add_argument("--softmax-max-len", type=int, default=None,
                  help="longest T for softmax (default: 8192 on CPU, all on GPU/TPU)")
+  p.add_argument("--train-shapes", default="64x64x2x32,16x256x4x32,4x1024x4x64",
+                 help="BxTxHxD shapes of the CPU auto table ('' to skip)")
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--budget-ms", type=float, default=20000.0)
   p.add_argument("--write", default=None, help="markdown file whose device section is replaced")
@@ -83,10 +90,10 @@ def median_ms(fn, args, repeats: int) -> float:
   return statistics.median(times)
 
 
-def matmul_gflops(dtype) -> float:
+def matmul_gflops() -> float:
   n = 2048 if jax.default_backend() == "cpu" else 8192
-  a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), dtype)
-  ms = median_ms(jax.jit(lambda a: a @ a), (a,), 5)
+  a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
+  ms = median_ms(jax.jit(lambda a: a @ a), (a,), 7)
   return 2 * n ** 3 / (ms * 1e-3) / 1e9
 
 
@@ -106,9 +113,8 @@ def flops_per_token_head(op: str, impl: str, seq_len: int, d: int, c: int) -> tu
 # ---------------------------------------------------------------------------------------------
 # The functions under test.
 
-def make_inputs(op: str, seq_len: int, args, dtype):
-  rng = np.random.default_rng(seq_len)
-  shape = (args.batch, seq_len, args.heads, args.head_dim)
+def make_inputs(op: str, shape: tuple[int, int, int, int], dtype):
+  rng = np.random.default_rng(shape[1])
   q, k, v = (jnp.asarray(rng.normal(size=shape), dtype) for _ in range(3))
   if op == "delta":
     k = (k / jnp.linalg.norm(k.astype(jnp.float32), axis=-1, keepdims=True)).astype(dtype)
@@ -117,11 +123,11 @@ def make_inputs(op: str, seq_len: int, args, dtype):
   return q, k, v
 
 
-def make_fn(op: str, impl: str, args):
+def make_fn(op: str, impl: str, heads: int, args):
   if op == "softmax":
     return lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=True)
   if op == "linear":
-    g = None if args.no_decay else kernels.alibi_log_decay(args.heads)
+    g = None if args.no_decay else kernels.alibi_log_decay(heads)
     return lambda q, k, v: kernels.linear_attention(q, k, v, g=g, chunk_size=args.chunk_size,
                                                     impl=impl)[0]
   return lambda q, k, v, beta: kernels.delta_rule(q, k, v, beta, chunk_size=args.chunk_size,
@@ -133,9 +139,9 @@ def fwd_bwd(fn):
   return jax.grad(lambda inputs: jnp.sum(fn(*inputs).astype(jnp.float32)))
 
 
-def measure(op: str, impl: str, seq_len: int, args, dtype) -> tuple[float, float]:
-  fn = make_fn(op, impl, args)
-  inputs = make_inputs(op, seq_len, args, dtype)
+def measure(op: str, impl: str, shape, args, dtype) -> tuple[float, float]:
+  fn = make_fn(op, impl, shape[2], args)
+  inputs = make_inputs(op, shape, dtype)
   fwd = median_ms(jax.jit(fn), inputs, args.repeats)
   grad = jax.jit(fwd_bwd(fn))
   both = median_ms(lambda *x: grad(x), inputs, args.repeats)
@@ -159,73 +165,95 @@ def machine() -> str:
           f"jax {jax.__version__}, Python {platform.python_version()}")
 
 
-def goals(results, args, device: str) -> list[str]:
-  """Lines that state each goal of issue 4 for this device with its measured ratio."""
+def load() -> str:
+  return "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def goals(results, train, args, device: str) -> list[str]:
+  """One line per goal of issue 4 for this device, with its measured ratio."""
   def get(op, impl, t, col=1):
     r = results.get((op, impl, t))
     return None if r is None else r[col]
 
   lines = []
-  if device == "cpu":
-    a, b = get("linear", "auto", 1024), get("linear", "auto", 16384)
-    if a and b:
-      ratio = (b / 16384) / (a / 1024)
-      lines.append(f"- Linear attention (auto) fwd+bwd time per token, T=16384 vs T=1024: "
-                   f"**{ratio:.2f}x** (goal <= 1.2x): {'met' if ratio <= 1.2 else 'MISSED'}.")
-    for col, name in ((1, "fwd+bwd"), (0, "fwd")):
-      lin, soft = get("linear", "auto", 8192, col), get("softmax", "xla", 8192, col)
-      if lin and soft:
-        ratio = soft / lin
-        lines.append(f"- At T=8192, softmax / linear attention (auto), {name}: **{ratio:.1f}x** "
-                     f"(goal >= 10x): {'met' if ratio >= 10 else 'MISSED'}.")
-    for op in ("linear", "delta"):
-      for t in sorted({k[2] for k in results if k[0] == op}):
-        timed = {impl: r[1] for (o, impl, tt), r in results.items()
-                 if o == op and tt == t and impl != "auto" and r is not None}
-        auto = get(op, "auto", t)
-        if not timed or auto is None:
-          continue
-        best = min(timed, key=timed.get)
-        ratio = auto / timed[best]
-        lines.append(f"- {op}, T={t}: auto {auto:.2f} ms vs fastest other ({best}) "
-                     f"{timed[best]:.2f} ms: **{ratio:.2f}x** "
-                     f"({'auto is fastest (within 10% noise)' if ratio <= 1.1 else 'auto NOT fastest'}).")
-  else:
+  if device != "cpu":
     for t in sorted({k[2] for k in results if k[0] == "linear"}):
-      lin, soft = get("linear", "pallas", t), get("softmax", "xla", t)
+      lin, soft, dl = get("linear", "pallas", t), get("softmax", "xla", t), get("delta", "pallas", t)
       if lin and soft and t >= 4096:
         lines.append(f"- T={t}: softmax / Pallas linear attention, fwd+bwd: **{soft / lin:.2f}x** "
                      f"(goal > 1 from T >= 4096 at D=128; this run D={args.head_dim}).")
-      dl = get("delta", "pallas", t)
       if lin and dl:
         lines.append(f"- T={t}: Pallas delta / Pallas linear, fwd+bwd: **{dl / lin:.2f}x** "
                      f"(goal <= 2x).")
+    return lines
+  a, b = get("linear", "auto", 1024), get("linear", "auto", 16384)
+  if a and b:
+    ratio = (b / 16384) / (a / 1024)
+    lines.append(f"- Linear attention (auto) fwd+bwd time per token, T=16384 vs T=1024: "
+                 f"**{ratio:.2f}x** (goal <= 1.2x): {'met' if ratio <= 1.2 else 'MISSED'}.")
+  for col, name in ((1, "fwd+bwd"), (0, "fwd")):
+    lin, soft = get("linear", "auto", 8192, col), get("softmax", "xla", 8192, col)
+    if lin and soft:
+      ratio = soft / lin
+      lines.append(f"- At T=8192, softmax / linear attention (auto), {name}: **{ratio:.1f}x** "
+                   f"(goal >= 10x): {'met' if ratio >= 10 else 'MISSED'}.")
+  tables = [("sweep", results, lambda key: f"T={key[2]}")] + (
+      [("training shapes", train, lambda key: "x".join(map(str, key[2])))] if train else [])
+  for label, table, where in tables:
+    worst = {}
+    for (op, impl, shape), r in table.items():
+      if impl == "auto" or r is None or op == "softmax":
+        continue
+      auto = table.get((op, "auto", shape))
+      if auto is None:
+        continue
+      for col in (0, 1):
+        others = [x[col] for (o, i, s), x in table.items()
+                  if o == op and s == shape and i != "auto" and x is not None]
+        ratio = auto[col] / min(others)
+        key = (op, col)
+        if key not in worst or ratio > worst[key][0]:
+          worst[key] = (ratio, where((op, impl, shape)))
+    for (op, col), (ratio, at) in sorted(worst.items()):
+      verdict = "auto is the fastest (within 10%)" if ratio <= 1.1 else "auto is NOT the fastest"
+      lines.append(f"- {label}, {op} {'fwd+bwd' if col else 'fwd'}: auto / fastest other impl, "
+                   f"worst case {ratio:.2f}x at {at}: {verdict}.")
   return lines
 
 
-def markdown(results, args, device, dtype, peak, seconds) -> str:
-  out = [f"Machine: {machine()}.",
+def row(op, impl, t, r, args, peak) -> str:
+  if r is None:
+    return f"| {op} | {impl} | {t} | skipped | skipped | | | |"
+  fwd, both = r
+  f_fwd, f_bwd = flops_per_token_head(op, impl, t, args.head_dim, args.chunk_size)
+  gflops = (f_fwd + f_bwd) * args.batch * t * args.heads / (both * 1e-3) / 1e9
+  tokens = args.batch * t / (both * 1e-3)
+  return (f"| {op} | {impl} | {t} | {fwd:.2f} | {both:.2f} | {tokens:,.0f} | {gflops:.1f} "
+          f"| {100 * gflops / peak:.1f} |")
+
+
+def markdown(results, train, args, device, dtype, peak, seconds, loads) -> str:
+  out = [f"Machine: {machine()}. Load average (1/5/15 min) at start {loads[0]}, at end {loads[1]}"
+         " (the machine is shared; timings are medians).",
          f"Measured f32 matmul rate ({'2048' if device == 'cpu' else '8192'}^2, jnp.dot): "
          f"**{peak:.0f} GFLOP/s**.",
          f"Shapes: B={args.batch}, H={args.heads}, D={args.head_dim}, chunk={args.chunk_size}, "
          f"dtype={dtype}, linear-attention decay: {'none' if args.no_decay else 'ALiBi slopes'}; "
-         f"median of {args.repeats} runs; sweep took {seconds / 60:.1f} min.",
+         f"median of {args.repeats} runs; everything took {seconds / 60:.1f} min.",
          f"Command: `python scripts/bench_kernels.py {' '.join(sys.argv[1:])}`", "",
-         "| op | impl | T | fwd ms | fwd+bwd ms | fwd+bwd tokens/s | fwd+bwd GFLOP/s | % matmul |",
+         "| op | impl | T | fwd ms | fwd+bwd ms | fwd+bwd tokens/s | fwd+bwd GFLOP/s | % of matmul |",
          "|---|---|---:|---:|---:|---:|---:|---:|"]
   for (op, impl, t), r in sorted(results.items(), key=lambda x: (x[0][0], x[0][1], x[0][2])):
-    if r is None:
-      out.append(f"| {op} | {impl} | {t} | skipped | skipped | | | |")
-      continue
-    fwd, both = r
-    f_fwd, f_bwd = flops_per_token_head(op, impl, t, args.head_dim, args.chunk_size)
-    gflops = (f_fwd + f_bwd) * args.batch * t * args.heads / (both * 1e-3) / 1e9
-    tokens = args.batch * t / (both * 1e-3)
-    out.append(f"| {op} | {impl} | {t} | {fwd:.2f} | {both:.2f} | {tokens:,.0f} | {gflops:.1f} "
-               f"| {100 * gflops / peak:.1f} |")
-  out += ["", "Goals:"] + goals(results, args, device)
+    out.append(row(op, impl, t, r, args, peak))
+  if train:
+    out += ["", "Training-like shapes (B x T x H x D, chunk as above): the regime of the CPU "
+            "`auto` table.", "",
+            "| op | impl | shape | fwd ms | fwd+bwd ms |", "|---|---|---|---:|---:|"]
+    for (op, impl, shape), (fwd, both) in sorted(train.items()):
+      out.append(f"| {op} | {impl} | {'x'.join(map(str, shape))} | {fwd:.2f} | {both:.2f} |")
+  out += ["", "Goals:"] + goals(results, train, args, device)
   if device == "cpu":
-    out.append(f"- `auto` on CPU resolves to: {kernels.CPU_AUTO}.")
+    out.append(f"- `auto` on CPU (forward impl, gradient impl): {kernels.CPU_AUTO}.")
   return "\n".join(out)
 
 
@@ -251,21 +279,33 @@ def main():
   runs = [(op, impl) for op in args.ops.split(",") for impl in args.impls.split(",")]
   runs.append(("softmax", "xla"))
   print(machine(), flush=True)
-  peak = matmul_gflops(jnp.float32)
-  print(f"matmul: {peak:.0f} GFLOP/s", flush=True)
+  loads = [load()]
+  peak = matmul_gflops()
+  print(f"matmul: {peak:.0f} GFLOP/s; load {loads[0]}", flush=True)
   results, over_budget = {}, set()
   start = time.time()
   for t in seq_lens:
+    shape = (args.batch, t, args.heads, args.head_dim)
     for op, impl in runs:
       if (op, impl) in over_budget or (op == "softmax" and t > soft_max):
         results[(op, impl, t)] = None
         continue
-      fwd, both = measure(op, impl, t, args, dtype)
+      fwd, both = measure(op, impl, shape, args, dtype)
       results[(op, impl, t)] = (fwd, both)
       print(f"{op:8s} {impl:10s} T={t:6d} fwd {fwd:9.2f} ms  fwd+bwd {both:9.2f} ms", flush=True)
       if both > args.budget_ms:
         over_budget.add((op, impl))
-  body = markdown(results, args, device, dtype, peak, time.time() - start)
+  train = {}
+  if device == "cpu" and args.train_shapes:
+    for spec in args.train_shapes.split(","):
+      shape = tuple(int(x) for x in spec.split("x"))
+      for op in args.ops.split(","):
+        for impl in ("reference", "xla", "auto"):
+          train[(op, impl, shape)] = measure(op, impl, shape, args, dtype)
+          print(f"{op:8s} {impl:10s} {spec:14s} fwd {train[(op, impl, shape)][0]:9.2f} ms  "
+                f"fwd+bwd {train[(op, impl, shape)][1]:9.2f} ms", flush=True)
+  loads.append(load())
+  body = markdown(results, train, args, device, dtype, peak, time.time() - start, loads)
   print("\n" + body)
   if args.write:
     write_section(os.path.join(ROOT, args.write) if not os.path.isabs(args.write) else args.write,

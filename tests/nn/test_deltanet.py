@@ -1,11 +1,16 @@
 """DeltaNet: a hand-written per-token float64 reference (short conv, SiLU, L2 norm, sigmoid beta,
 per-head RMSNorm), causality, gradients, options, and the transformer with attention='delta'."""
+import math
+import pathlib
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from paperlab import config as config_lib
+from paperlab import train
 from paperlab.errors import ConfigError
 from paperlab.nn.deltanet import DeltaNet
 
@@ -98,3 +103,15 @@ def test_inside_the_transformer(tiny):
   chex.assert_trees_all_close(out[:, :3], apply(params, changed)[:, :3], atol=1e-6, rtol=1e-6)
   grads = jax.jit(jax.grad(lambda p: jnp.sum(apply(p, x) ** 2)))(params)
   assert all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.slow
+def test_mqar_delta_config_trains_a_few_steps(tmp_path):
+  config = config_lib.load(str(pathlib.Path(__file__).parents[2] / 'configs/mqar_delta.py'))
+  config.total_steps, config.log_every, config.eval_every, config.ckpt_every = 3, 1, 3, 3
+  config.optim.warmup_steps = 1
+  config.data.num_eval, config.eval_batch_size = 16, 16
+  config.log.progress, config.log.plot = False, False
+  summary = train.train_and_evaluate(config, tmp_path)
+  assert summary['status'] == 'done' and summary['step'] == 3, summary
+  assert math.isfinite(summary['eval/loss']) and 0 <= summary['eval/accuracy'] <= 1

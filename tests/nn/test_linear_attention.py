@@ -1,11 +1,16 @@
 """LinearAttention: a hand-written quadratic-form reference, causality, gradients, options, and the
 transformer with attention='linear'."""
+import math
+import pathlib
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from paperlab import config as config_lib
+from paperlab import train
 from paperlab.errors import ConfigError
 from paperlab.kernels import alibi_slopes
 from paperlab.nn.linear_attention import LinearAttention
@@ -95,3 +100,15 @@ def test_inside_the_transformer(tiny):
   assert all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads))
   with pytest.raises(ConfigError, match=r'attention_kwargs\.window .*valid: chunk_size, decay'):
     tiny.build('transformer_tokens', attention='linear', attention_kwargs=dict(window=4))
+
+
+@pytest.mark.slow
+def test_mqar_linear_config_trains_a_few_steps(tmp_path):
+  config = config_lib.load(str(pathlib.Path(__file__).parents[2] / 'configs/mqar_linear.py'))
+  config.total_steps, config.log_every, config.eval_every, config.ckpt_every = 3, 1, 3, 3
+  config.optim.warmup_steps = 1
+  config.data.num_eval, config.eval_batch_size = 16, 16
+  config.log.progress, config.log.plot = False, False
+  summary = train.train_and_evaluate(config, tmp_path)
+  assert summary['status'] == 'done' and summary['step'] == 3, summary
+  assert math.isfinite(summary['eval/loss']) and 0 <= summary['eval/accuracy'] <= 1
