@@ -98,7 +98,7 @@ def test_inside_the_transformer(tiny):
   chex.assert_trees_all_close(out[:, :3], apply(params, changed)[:, :3], atol=1e-6, rtol=1e-6)
   grads = jax.jit(jax.grad(lambda p: jnp.sum(apply(p, x) ** 2)))(params)
   assert all(jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads))
-  with pytest.raises(ConfigError, match=r'attention_kwargs\.window .*valid: chunk_size, decay'):
+  with pytest.raises(ConfigError, match=r'attention_kwargs\.window .*valid: chunk_size, conv_size, decay'):
     tiny.build('transformer_tokens', attention='linear', attention_kwargs=dict(window=4))
 
 
