@@ -18,16 +18,24 @@ from paperlab.nn.linear_attention import LinearAttention
 D, H, T = 12, 3, 20           # head_dim 4; T = 20 spans two chunks of 16
 
 
-def _reference(x, p, decay, feature_map, gate):
+def _reference(x, p, decay, feature_map, gate, conv):
   """Attention-matrix form in float64: o_t = scale * sum_{s<=t} lambda^(t-s) (q_t . k_s) v_s."""
   x = np.asarray(x, np.float64)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), p)
   phi = {'silu': lambda z: z / (1 + np.exp(-z)), 'identity': lambda z: z,
          'elu_plus_one': lambda z: np.where(z > 0, z + 1, np.exp(z))}[feature_map]
   b, t, d = x.shape
+
+  def project(name):                     # causal depthwise conv: sum_j w[j] y_{t + j - (K-1)}
+    y = x @ p[name]['kernel']
+    if not conv:
+      return y
+    w = p[f'{name}_conv']['kernel']
+    padded = np.pad(y, ((0, 0), (w.shape[0] - 1, 0), (0, 0)))
+    return sum(w[j] * padded[:, j:j + t] for j in range(w.shape[0]))
+
   split = lambda y: y.reshape(b, t, H, d // H)
-  q, k, v = split(phi(x @ p['query']['kernel'])), split(phi(x @ p['key']['kernel'])), split(
-      x @ p['value']['kernel'])
+  q, k, v = split(phi(project('query'))), split(phi(project('key'))), split(project('value'))
   slopes = {'alibi': np.asarray(alibi_slopes(H), np.float64), 'none': np.zeros(H),
             'learned': np.exp(p['log_slopes']) if 'log_slopes' in p else None}[decay]
   lag = np.arange(t)[:, None] - np.arange(t)[None, :]
@@ -40,16 +48,17 @@ def _reference(x, p, decay, feature_map, gate):
   return y @ p['out']['kernel']
 
 
-@pytest.mark.parametrize('decay,feature_map,gate', [('alibi', 'silu', True),
-                                                    ('learned', 'elu_plus_one', False),
-                                                    ('none', 'identity', True)])
-def test_matches_quadratic_reference(tiny, decay, feature_map, gate):
+@pytest.mark.parametrize('decay,feature_map,gate,conv', [('alibi', 'silu', True, False),
+                                                         ('learned', 'elu_plus_one', False, True),
+                                                         ('none', 'identity', True, False)])
+def test_matches_quadratic_reference(tiny, decay, feature_map, gate, conv):
   layer = LinearAttention(D, H, decay=decay, feature_map=feature_map, output_gate=gate,
-                          chunk_size=16, rngs=tiny.rngs())
+                          use_short_conv=conv, chunk_size=16, rngs=tiny.rngs())
   apply, params = tiny.functional(layer)
   params = tiny.perturbed(params)
   x = tiny.normal((2, T, D))
-  np.testing.assert_allclose(apply(params, x), _reference(x, params, decay, feature_map, gate),
+  np.testing.assert_allclose(apply(params, x),
+                             _reference(x, params, decay, feature_map, gate, conv),
                              rtol=2e-4, atol=2e-5)
 
 
