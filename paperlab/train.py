@@ -104,10 +104,13 @@ def build_experiment(config: ml_collections.ConfigDict, *, mesh: jax.sharding.Me
 
 
 def init_state(exp: Experiment) -> TrainState:
+  """A fresh state. Its buffers are copies: the train step donates them, and `exp` must stay
+  usable for the next `init_state` (sweeps, benchmarks, restore targets)."""
+  params = jax.tree.map(jnp.copy, exp.init_params)
   return TrainState(
-      params=exp.init_params,
-      opt_state=exp.tx.init(exp.init_params),
-      model_state=exp.init_model_state,
+      params=params,
+      opt_state=exp.tx.init(params),
+      model_state=jax.tree.map(jnp.copy, exp.init_model_state),
       step=jnp.zeros((), jnp.int32),
       rng=jax.random.fold_in(jax.random.key(exp.config.seed), 2))
 

@@ -3,17 +3,21 @@
 Both sides train the same MLP (same shapes, same initial parameters), on the same digits data with
 on-device batch sampling, with the same optax AdamW + warmup-cosine optimizer, for the same number
 of steps. paperlab's side is its real loop body: the compiled `train_step` (sampling, loss, grads,
-update, the logged norms) plus the one-step-late metrics fetch that `train_and_evaluate` does. The
+update, the logged metrics) plus the metrics fetch that `train_and_evaluate` does once per log step. The
 hand-written side is a jitted step with the loss and update only and no metrics fetch.
 
   python scripts/bench_step.py [--steps 2000] [--width 256] [--depth 2] [--batch 128] [--repeats 5]
 
-Prints the median step time of each side and the ratio paperlab / hand-written (goal: <= 1.05).
+Prints each side's best and median step time over interleaved repeats, and the ratios
+paperlab / hand-written (goal: <= 1.05). The headline is the best-of-repeats ratio, as `timeit`
+recommends: on a shared machine the minimum estimates the intrinsic cost and the median includes
+other processes' interference.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -31,17 +35,23 @@ def paperlab_side(args):
   config.model.width, config.model.depth, config.batch_size = args.width, args.depth, args.batch
   config.total_steps = args.steps
   exp = train.build_experiment(config)
+  config = exp.config
   state = jax.device_put(train.init_state(exp), dist.replicated(exp.mesh))
   data = jax.device_put(exp.source.device_data, dist.replicated(exp.mesh))
   step_fn = jax.jit(train.make_train_step(exp), donate_argnums=(0,)).lower(state, data).compile()
 
   def run(state, steps):
-    pending = None
-    for _ in range(steps):
+    # train_and_evaluate's loop body: keep each step's finite flag; on log steps fetch the flags and
+    # the metrics (of the previous log step, once the next step is dispatched) in one go.
+    unchecked, pending_log = [], None
+    for i in range(1, steps + 1):
       state, metrics = step_fn(state, data)
-      if pending is not None:
-        bool(pending["finite"])  # the loop's one-step-late check, as in train_and_evaluate
-      pending = metrics
+      if pending_log is not None:
+        jax.device_get(([f for f in unchecked], pending_log))
+        unchecked, pending_log = [], None
+      unchecked.append(metrics["finite"])
+      if i % config.log_every == 0:
+        pending_log = metrics
     jax.block_until_ready(state)
     return state
   return exp, state, run
@@ -103,14 +113,17 @@ def main():
     hand_carry = hand_run(hand_carry, args.steps)
     times["hand-written"].append((time.perf_counter() - t0) / args.steps)
 
+  best = {k: min(v) for k, v in times.items()}
   med = {k: statistics.median(v) for k, v in times.items()}
-  print(f"machine: {platform.machine()} {jax.device_count()}x {jax.default_backend()} "
-        f"(jax {jax.__version__}); MLP 64-{'-'.join([str(args.width)] * args.depth)}-10, batch {args.batch}, "
+  print(f"machine: {platform.machine()} {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+        f"{jax.device_count()}x {jax.default_backend()} (jax {jax.__version__}); "
+        f"MLP 64-{'-'.join([str(args.width)] * args.depth)}-10, batch {args.batch}, "
         f"{args.steps} steps x {args.repeats} repeats")
-  print(f"{'side':<14} {'median ms/step':>15} {'steps/s':>10}")
-  for name, t in med.items():
-    print(f"{name:<14} {t * 1e3:>15.4f} {1 / t:>10.0f}")
-  print(f"ratio paperlab / hand-written: {med['paperlab'] / med['hand-written']:.3f} (goal <= 1.05)")
+  print(f"{'side':<14} {'best ms/step':>13} {'median ms/step':>15} {'best steps/s':>13}")
+  for name in times:
+    print(f"{name:<14} {best[name] * 1e3:>13.4f} {med[name] * 1e3:>15.4f} {1 / best[name]:>13.0f}")
+  print(f"ratio paperlab / hand-written: best {best['paperlab'] / best['hand-written']:.3f}, "
+        f"median {med['paperlab'] / med['hand-written']:.3f} (goal <= 1.05)")
 
 
 if __name__ == "__main__":
