@@ -31,3 +31,23 @@ def chunk_lengths(seq_len: int, chunk_size: int) -> jax.Array:
   """Real tokens per chunk, n_i = min(C, T - i C), as an int32 [NT] array."""
   starts = jnp.arange(num_chunks(seq_len, chunk_size), dtype=jnp.int32) * chunk_size
   return jnp.minimum(chunk_size, seq_len - starts)
+
+
+def to_blocks(x: jax.Array, block_chunks: int) -> jax.Array:
+  """[B, H, NT, ...] -> [NB, B, H, S, ...]: groups of S = block_chunks chunks, zero-padded.
+
+  The XLA paths scan over these blocks so that the arrays of one step stay in cache: on CPU the
+  time per token otherwise grows with T once the whole-sequence intermediates outgrow it.
+  """
+  nt = x.shape[2]
+  nb = -(-nt // block_chunks)
+  pad = [(0, 0)] * x.ndim
+  pad[2] = (0, nb * block_chunks - nt)
+  x = jnp.pad(x, pad)
+  return jnp.moveaxis(x.reshape(x.shape[:2] + (nb, block_chunks) + x.shape[3:]), 2, 0)
+
+
+def from_blocks(x: jax.Array, num_chunks_: int) -> jax.Array:
+  """[NB, B, H, S, ...] -> [B, H, NT, ...], dropping the padding chunks."""
+  x = jnp.moveaxis(x, 0, 2)
+  return x.reshape(x.shape[:2] + (-1,) + x.shape[4:])[:, :, :num_chunks_]
