@@ -9,9 +9,10 @@ Helpers: tril_inverse ((I + L)^-1 for the WY transform), alibi_slopes / alibi_lo
 decay rates). Each implementation also has its own module: <op>_reference (lax.scan ground
 truth), <op>_xla (chunked jnp), <op>_pallas (+ _gpu / _tpu layouts), <op>_chunk (the equations).
 """
-from paperlab.kernels.api import CHUNK_SIZES, CPU_AUTO, IMPLS, delta_rule, linear_attention
+from paperlab.kernels.api import (CHUNK_SIZES, CPU_AUTO, CPU_FEW_SEQUENCES, IMPLS, cpu_auto_impls,
+                                  delta_rule, linear_attention)
 from paperlab.kernels.decay import alibi_log_decay, alibi_slopes
 from paperlab.kernels.tril_inverse import INVERSE_METHODS, tril_inverse
 
-__all__ = ["CHUNK_SIZES", "CPU_AUTO", "IMPLS", "INVERSE_METHODS", "alibi_log_decay", "alibi_slopes", "delta_rule",
+__all__ = ["CHUNK_SIZES", "CPU_AUTO", "CPU_FEW_SEQUENCES", "IMPLS", "cpu_auto_impls", "INVERSE_METHODS", "alibi_log_decay", "alibi_slopes", "delta_rule",
            "linear_attention", "tril_inverse"]

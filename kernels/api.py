@@ -7,7 +7,7 @@ The implementations, each differentiable w.r.t. every array argument:
   "xla"        chunked form in pure jnp,
   "pallas"     Pallas kernels with a custom VJP (GPU or TPU layout; interpreter on CPU),
   "auto"       "pallas" on GPU/TPU; on CPU the fastest measured paths from `CPU_AUTO` below
-               (one for a forward pass, one for the gradient).
+               (one for a forward pass, by the number of sequences B*H, one for gradients).
 """
 import functools
 
@@ -26,14 +26,21 @@ IMPLS = ("auto", "reference", "xla", "pallas")
 CHUNK_SIZES = (16, 32, 64, 128)
 _FLOATS = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
 
-# impl="auto" on CPU, per op: (the impl that runs a forward pass, the impl whose custom VJP
-# runs under differentiation). Measured with scripts/bench_kernels.py on the 2-core CPU (jax
-# 0.10.2, B=1, H=2, D=64, chunk 64; kernels/BENCHMARKS.md has the table): the token-by-token scan
-# has the fastest forward, but its autodiff backward is 20-100x slower than the chunked form's
-# hand-written one, so gradients always come from "xla". Interpret-mode Pallas never wins on CPU.
+# impl="auto" on CPU, per op: (forward impl for at most CPU_FEW_SEQUENCES sequences B*H,
+# forward impl for more, gradient impl). Under differentiation the gradient impl runs (its
+# forward and its custom VJP); a plain forward pass runs a forward impl. Measured with
+# scripts/bench_kernels.py on the 2-core CPU (jax 0.10.2; kernels/BENCHMARKS.md has the tables):
+# - gradients: the chunked "xla" path at every shape measured; the token-by-token scan's
+#   autodiff backward is 4-20x slower (T sequential steps that each save a Dk x Dv state).
+# - delta-rule forward: the scan, 3-6x faster than the chunked WY form at every shape measured
+#   (the WY transform costs more than the recurrence saves on a CPU).
+# - linear-attention forward: the scan for a few long sequences (B*H = 2: 2-3x faster), the
+#   chunked form for many short ones (B*H = 64, 128: 1.5-2x faster).
+# Interpret-mode Pallas is never the fastest on CPU.
+CPU_FEW_SEQUENCES = 8
 CPU_AUTO = {
-    "linear_attention": ("reference", "xla"),
-    "delta_rule": ("reference", "xla"),
+    "linear_attention": ("reference", "xla", "xla"),
+    "delta_rule": ("reference", "reference", "xla"),
 }
 
 
@@ -58,12 +65,18 @@ def _forward_of_gradient_of(forward_fn, gradient_fn):
   return fn
 
 
-def _dispatch(op: str, impl: str, impls: dict):
+def cpu_auto_impls(op: str, num_sequences: int) -> tuple[str, str]:
+  """(forward impl, gradient impl) of impl="auto" on CPU for B*H = num_sequences."""
+  few, many, gradient = CPU_AUTO[op]
+  return (few if num_sequences <= CPU_FEW_SEQUENCES else many), gradient
+
+
+def _dispatch(op: str, impl: str, impls: dict, num_sequences: int):
   if impl != "auto":
     return impls[impl]
   if _on_accelerator():
     return impls["pallas"]
-  forward, gradient = CPU_AUTO[op]
+  forward, gradient = cpu_auto_impls(op, num_sequences)
   if forward == gradient:
     return impls[forward]
   return _forward_of_gradient_of(impls[forward], impls[gradient])
@@ -130,7 +143,7 @@ def linear_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, g: jax.Array |
       "xla": lambda q, k, v, g, s0: linear_attention_xla(q, k, v, g, scale, s0, chunk_size),
       "pallas": lambda q, k, v, g, s0: linear_attention_pallas(q, k, v, g, scale, s0, chunk_size),
   }
-  run = _dispatch("linear_attention", impl, impls)
+  run = _dispatch("linear_attention", impl, impls, q.shape[0] * q.shape[2])
   o, s = run(q, k, v, g, initial_state)
   return o, (s if output_final_state else None)
 
@@ -166,6 +179,6 @@ def delta_rule(q: jax.Array, k: jax.Array, v: jax.Array, beta: jax.Array, *,
       "xla": lambda q, k, v, b, s0: delta_rule_xla(q, k, v, b, scale, s0, chunk_size),
       "pallas": lambda q, k, v, b, s0: delta_rule_pallas(q, k, v, b, scale, s0, chunk_size),
   }
-  run = _dispatch("delta_rule", impl, impls)
+  run = _dispatch("delta_rule", impl, impls, q.shape[0] * q.shape[2])
   o, s = run(q, k, v, beta, initial_state)
   return o, (s if output_final_state else None)

@@ -28,8 +28,8 @@ FLOP model per token per head (d = Dk = Dv, C = chunk size; matmul FLOPs = 2 M N
   delta, chunked:                      fwd 2C(3dk+2dv) + 6 dk dv + C^2/3,  bwd 16 dk dv + 13 C d + 4 C^2
   delta, recurrent:                    fwd 6 dk dv,                bwd 12 dk dv
   softmax (full T x T, as XLA runs it): fwd 4 T d,                 bwd 8 T d
-("auto" on CPU runs the recurrent forward and the chunked gradient; its FLOPs are counted as
-chunked.)
+("auto" is counted as chunked; on CPU it runs the impls of kernels.CPU_AUTO, e.g. the recurrent
+forward and the chunked gradient.)
 """
 from __future__ import annotations
 
@@ -253,7 +253,8 @@ def markdown(results, train, args, device, dtype, peak, seconds, loads) -> str:
       out.append(f"| {op} | {impl} | {'x'.join(map(str, shape))} | {fwd:.2f} | {both:.2f} |")
   out += ["", "Goals:"] + goals(results, train, args, device)
   if device == "cpu":
-    out.append(f"- `auto` on CPU (forward impl, gradient impl): {kernels.CPU_AUTO}.")
+    out.append(f"- `auto` on CPU, (forward impl for B*H <= {kernels.CPU_FEW_SEQUENCES}, forward impl "
+               f"for more, gradient impl): {kernels.CPU_AUTO}.")
   return "\n".join(out)
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from paperlab.errors import ConfigError
-from paperlab.kernels import CPU_AUTO, IMPLS, delta_rule, linear_attention
+from paperlab.kernels import (CPU_AUTO, CPU_FEW_SEQUENCES, IMPLS, cpu_auto_impls, delta_rule,
+                              linear_attention)
 
 B, T, H, DK, DV = 2, 10, 2, 8, 4
 
@@ -65,16 +66,20 @@ def test_default_scale_is_inverse_sqrt_dk():
 
 def test_cpu_auto_table_names_real_impls():
   assert set(CPU_AUTO) == {"linear_attention", "delta_rule"}
-  assert all(impl in IMPLS[1:] for pair in CPU_AUTO.values() for impl in pair)
+  assert all(impl in IMPLS[1:] for row in CPU_AUTO.values() for impl in row)
+  assert cpu_auto_impls("linear_attention", CPU_FEW_SEQUENCES) == CPU_AUTO["linear_attention"][::2]
+  assert cpu_auto_impls("linear_attention", CPU_FEW_SEQUENCES + 1) == CPU_AUTO["linear_attention"][1:]
 
 
 @pytest.mark.parametrize("op", ["linear_attention", "delta_rule"])
-def test_auto_on_cpu_runs_the_table(op):
-  """Forward passes come from CPU_AUTO[op][0], gradients from CPU_AUTO[op][1] (bit for bit)."""
-  q, k, v, beta = arrays()
+@pytest.mark.parametrize("batch", [B, CPU_FEW_SEQUENCES])          # B*H = 4 and 16 sequences
+def test_auto_on_cpu_runs_the_table(op, batch):
+  """Forward passes and gradients come from the impls `cpu_auto_impls` names, bit for bit."""
+  rep = lambda x: jnp.tile(x, (batch // B,) + (1,) * (x.ndim - 1))
+  q, k, v, beta = (rep(x) for x in arrays())
   fn = {"linear_attention": lambda impl, q: linear_attention(q, k, v, g=-jnp.ones((H,)), impl=impl),
         "delta_rule": lambda impl, q: delta_rule(q, k, v, beta, impl=impl)}[op]
-  forward, gradient = CPU_AUTO[op]
+  forward, gradient = cpu_auto_impls(op, batch * H)
   np.testing.assert_array_equal(fn("auto", q)[0], fn(forward, q)[0])
   grad = lambda impl: jax.grad(lambda q: jnp.sum(fn(impl, q)[0] ** 2))(q)
   np.testing.assert_array_equal(grad("auto"), grad(gradient))

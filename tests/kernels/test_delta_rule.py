@@ -127,7 +127,7 @@ def test_pallas_lowers_for_the_real_backend(layout, platform, calls):
   assert text.count(calls) == 3                    # forward; backward = states pass + reverse pass
 
 
-@hypothesis.settings(max_examples=4, deadline=None, derandomize=True)
+@hypothesis.settings(max_examples=3, deadline=None, derandomize=True)
 @hypothesis.given(b=st.integers(1, 2), t=st.integers(1, 48), h=st.integers(1, 3),
                   dk=st.integers(1, 40), dv=st.integers(1, 40), chunk=st.sampled_from([16, 32, 64]),
                   beta=st.sampled_from(["uniform", "near1"]), init=st.booleans())

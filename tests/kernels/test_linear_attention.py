@@ -60,10 +60,10 @@ def test_xla_matches_reference_float64(kt, case):
     kt.compare(ref, out, names, kt.TOL_F64)
 
 
-@pytest.mark.parametrize("impl", ["xla", "auto"])
-def test_float32_matches_reference(kt, impl):
+def test_auto_float32_matches_reference(kt):
+  """auto (xla under differentiation on CPU) in float32, the dtype it runs in."""
   decay, init = "mixed", True
-  ref, out, names = run_pair(kt, impl, 2, 100, 2, 60, 100, 32, decay, init, jnp.float32)
+  ref, out, names = run_pair(kt, "auto", 2, 100, 2, 60, 100, 32, decay, init, jnp.float32)
   kt.compare(ref, out, names, kt.TOL_F32)
 
 
@@ -131,7 +131,7 @@ def test_pallas_lowers_for_the_real_backend(layout, platform, calls):
   assert text.count(calls) == 3                    # forward; backward = states pass + reverse pass
 
 
-@hypothesis.settings(max_examples=4, deadline=None, derandomize=True)
+@hypothesis.settings(max_examples=3, deadline=None, derandomize=True)
 @hypothesis.given(b=st.integers(1, 2), t=st.integers(1, 48), h=st.integers(1, 3),
                   dk=st.integers(1, 40), dv=st.integers(1, 40), chunk=st.sampled_from([16, 32, 64]),
                   decay=st.sampled_from([None, "mixed", "strong"]), init=st.booleans())
