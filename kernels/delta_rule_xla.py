@@ -1,16 +1,14 @@
 """Chunked delta rule (DeltaNet, WY/UT form) in pure jnp: the chunked CPU path.
 
-The sequence is cut into chunks of C tokens and the chunks into blocks of about BLOCK_TOKENS
-tokens; a `lax.scan` walks the blocks, carrying the state (so each step's arrays stay in cache
-and the time per token stays flat in T). Inside a block, the WY transform of every chunk
-(triangular inverse, W, U), the outputs and all gradients are batched over its chunks; only two
-short recurrences over the chunks stay sequential:
+A `lax.scan` walks blocks of chunks (`chunking.scan_blocks`), carrying the state. Inside a block
+the WY transform of every chunk (triangular inverse, W, U), the outputs and all gradients are
+batched over its chunks; only two short recurrences over the chunks stay sequential:
   forward   V'_i = U_i - W_i S_i,           S_{i+1} = S_i + K_i^T V'_i
   backward  dV'_i = X_i + K_i dS_{i+1},     dS_i = dS_{i+1} + Y_i - W_i^T dV'_i
 with X_i = scale (Q_i K_i^T * M)^T dO_i and Y_i = scale Q_i^T dO_i precomputed per block.
 Given the states on both sides of every chunk, `delta_rule_chunk.backward` (the same equations
 the Pallas kernels run) gives every gradient at once. It runs under a `jax.custom_vjp`.
-Residuals: the chunked inputs and the NT chunk-start states.
+Residuals: the inputs and the NT chunk-start states.
 """
 import dataclasses
 import functools
@@ -23,17 +21,12 @@ from paperlab.kernels import chunking
 from paperlab.kernels import delta_rule_chunk as chunk
 from paperlab.kernels.tril_inverse import InverseMethod, matmul
 
-BLOCK_TOKENS = 512
-
 
 @dataclasses.dataclass(frozen=True)
 class _Static:
-  chunk_size: int
+  grid: chunking.Blocks
   scale: float
   inverse_method: InverseMethod
-
-  def block_chunks(self, num_chunks: int) -> int:
-    return max(1, min(num_chunks, BLOCK_TOKENS // self.chunk_size))
 
 
 def _along_chunks(*xs):
@@ -41,8 +34,10 @@ def _along_chunks(*xs):
 
 
 def _forward(q, k, v, beta, s0, static: _Static):
-  def block(s, xs):
-    q_b, k_b, v_b, beta_b = xs
+  c = static.grid.chunk_size
+
+  def body(s, i, blocks, stacked):
+    q_b, k_b, v_b, beta_b = (chunking.to_chunks(x, c) for x in blocks)
     _, w, u = chunk.wy_transform(k_b, v_b, beta_b, static.inverse_method)
 
     def step(s, xs):
@@ -52,13 +47,12 @@ def _forward(q, k, v, beta, s0, static: _Static):
 
     s_next, (s_before, v_new) = lax.scan(step, s, _along_chunks(k_b, w, u))
     s_before, v_new = (jnp.moveaxis(x, 0, 2) for x in (s_before, v_new))
-    return s_next, (chunk.output(q_b, k_b, s_before, v_new, static.scale), s_before)
+    o = chunk.output(q_b, k_b, s_before, v_new, static.scale)
+    return s_next, (chunking.from_chunks(o),), s_before
 
-  size = static.block_chunks(q.shape[2])
-  blocks = [chunking.to_blocks(x, size) for x in (q, k, v, beta)]
-  s_final, (o, s_before) = lax.scan(block, s0, blocks)
-  nt = q.shape[2]
-  return chunking.from_blocks(o, nt), s_final, chunking.from_blocks(s_before, nt)
+  s_final, (o,), s_before = chunking.scan_blocks(body, s0, static.grid, (q, k, v, beta),
+                                                 outputs=(jnp.zeros(v.shape, v.dtype),))
+  return o, s_final, s_before
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
@@ -75,10 +69,11 @@ def _chunked_fwd(q, k, v, beta, s0, static):
 def _chunked_bwd(static, residuals, cotangents):
   q, k, v, beta, s_before = residuals
   do, ds_final = cotangents
-  scale = static.scale
+  c, scale = static.grid.chunk_size, static.scale
 
-  def block(ds, xs):
-    q_b, k_b, v_b, beta_b, s_b, do_b = xs
+  def body(ds, i, blocks, stacked):
+    q_b, k_b, v_b, beta_b, do_b = (chunking.to_chunks(x, c) for x in blocks)
+    (s,) = stacked
     _, w, _ = chunk.wy_transform(k_b, v_b, beta_b, static.inverse_method)
     x = scale * matmul(chunk.causal(matmul(q_b, k_b, trans_b=True)), do_b, trans_a=True)
     y = scale * matmul(q_b, do_b, trans_a=True)                         # [B, H, S, Dk, Dv]
@@ -89,15 +84,15 @@ def _chunked_bwd(static, residuals, cotangents):
       return ds + y_i - matmul(w_i, d_v_new, trans_a=True), ds
 
     ds_prev, ds_next = lax.scan(step, ds, _along_chunks(k_b, w, x, y), reverse=True)
-    dq, dk, dv, dbeta, _ = chunk.backward(q_b, k_b, v_b, beta_b, s_b, do_b,
+    dq, dk, dv, dbeta, _ = chunk.backward(q_b, k_b, v_b, beta_b, s, do_b,
                                           jnp.moveaxis(ds_next, 0, 2), scale, static.inverse_method)
-    return ds_prev, (dq, dk, dv, dbeta)
+    grads = tuple(chunking.from_chunks(g) for g in (dq, dk, dv))
+    return ds_prev, grads + (chunking.from_chunks(dbeta, squeeze=True),), ()
 
-  size = static.block_chunks(q.shape[2])
-  blocks = [chunking.to_blocks(x, size) for x in (q, k, v, beta, s_before, do)]
-  ds0, grads = lax.scan(block, ds_final, blocks, reverse=True)
-  nt = q.shape[2]
-  return (*(chunking.from_blocks(g, nt) for g in grads), ds0)
+  ds0, grads, _ = chunking.scan_blocks(
+      body, ds_final, static.grid, (q, k, v, beta, do), (s_before,),
+      outputs=tuple(jnp.zeros_like(x) for x in (q, k, v, beta)), reverse=True)
+  return (*grads, ds0)
 
 
 _chunked.defvjp(_chunked_fwd, _chunked_bwd)
@@ -110,7 +105,8 @@ def delta_rule_xla(q: jax.Array, k: jax.Array, v: jax.Array, beta: jax.Array, sc
   acc = jnp.promote_types(q.dtype, jnp.float32)
   b, t, h, dk = q.shape
   dv = v.shape[-1]
-  qc, kc, vc, bc = (chunking.to_chunks(x.astype(acc), chunk_size) for x in (q, k, v, beta))
+  grid = chunking.Blocks(t, chunk_size)
+  qp, kp, vp, bp = (grid.pad(x.astype(acc)) for x in (q, k, v, beta))
   s0 = (jnp.zeros((b, h, dk, dv), acc) if initial_state is None else initial_state.astype(acc))
-  o, s_final = _chunked(qc, kc, vc, bc, s0, _Static(chunk_size, float(scale), inverse_method))
-  return chunking.from_chunks(o, t).astype(q.dtype), s_final
+  o, s_final = _chunked(qp, kp, vp, bp, s0, _Static(grid, float(scale), inverse_method))
+  return o[:, :t].astype(q.dtype), s_final

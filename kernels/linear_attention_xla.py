@@ -1,14 +1,12 @@
 """Chunked causal linear attention in pure jnp: the CPU fast path (Lightning Attention-2 form).
 
-The sequence is cut into chunks of C tokens and the chunks into blocks of about BLOCK_TOKENS
-tokens. A `lax.scan` walks the blocks, carrying the state; inside a block every chunk is handled
-at once by batched matmuls, and only the chunk-boundary states need a (short, elementwise) pass:
-S_{i+1} = lambda^{n_i} S_i + H_i forward and dS_i = lambda^{n_i} dS_{i+1} + G_i backward (plain
-cumulative sums without decay). Blocking keeps each step's arrays in cache, so the time per token
-stays flat in T on CPU (whole-sequence arrays made it grow 3x from T = 1K to 16K).
-The per-chunk equations, forward and backward, live in `linear_attention_chunk`; the gradient is
-that hand-derived backward under a `jax.custom_vjp` (about twice as fast on CPU as autodiff of
-the forward). Residuals: the chunked inputs and the NT chunk-boundary states.
+A `lax.scan` walks blocks of chunks (`chunking.scan_blocks`), carrying the state. Inside a block
+every chunk is handled at once by batched matmuls, and only the chunk-boundary states need a
+short elementwise pass: S_{i+1} = lambda^{n_i} S_i + H_i forward and
+dS_i = lambda^{n_i} dS_{i+1} + G_i backward (plain cumulative sums without decay). The
+per-chunk equations, forward and backward, live in `linear_attention_chunk`; the gradient is that
+hand-derived backward under a `jax.custom_vjp` (about twice as fast on CPU as autodiff of the
+forward). Residuals: the inputs and the NT chunk-boundary states (T/C x Dk x Dv per head).
 """
 import dataclasses
 import functools
@@ -20,18 +18,12 @@ from jax import lax
 from paperlab.kernels import chunking
 from paperlab.kernels import linear_attention_chunk as chunk
 
-BLOCK_TOKENS = 1024
-
 
 @dataclasses.dataclass(frozen=True)
 class _Static:
-  seq_len: int
-  chunk_size: int
+  grid: chunking.Blocks
   scale: float
   has_decay: bool
-
-  def block_chunks(self, num_chunks: int) -> int:
-    return max(1, min(num_chunks, BLOCK_TOKENS // self.chunk_size))
 
 
 def _scan_states(first, decay, contrib, reverse: bool):
@@ -55,26 +47,27 @@ def _scan_states(first, decay, contrib, reverse: bool):
   return jnp.moveaxis(entering, 0, 2), last
 
 
-def _blocked(static: _Static, g, *xs):
-  """(g as [1, H, 1, 1, 1] or None, blocks of xs, blocks of the chunk lengths n [NB, 1, 1, S, 1, 1])."""
-  n = chunking.chunk_lengths(static.seq_len, static.chunk_size)[None, None, :, None, None]
+def _decay_and_lengths(g, static: _Static):
+  """g as [1, H, 1, 1, 1] (None without decay); chunk lengths as [NB, 1, 1, S, 1, 1]."""
   g5 = g[None, :, None, None, None] if static.has_decay else None
-  size = static.block_chunks(n.shape[2])
-  return g5, [chunking.to_blocks(x, size) for x in xs], chunking.to_blocks(n, size)
+  return g5, static.grid.lengths()[:, None, None, :, None, None]
 
 
 def _forward(q, k, v, g, s0, static: _Static):
-  g5, blocks, n = _blocked(static, g, q, k, v)
+  g5, lengths = _decay_and_lengths(g, static)
+  c = static.grid.chunk_size
 
-  def step(s, xs):
-    q_b, k_b, v_b, n_b = xs
-    contrib = chunk.state_contribution(k_b, v_b, g5, n_b)              # [B, H, S, Dk, Dv]
-    s_before, s_next = _scan_states(s, chunk.state_decay(g5, n_b, s.dtype), contrib, reverse=False)
-    return s_next, (chunk.output(q_b, k_b, v_b, s_before, g5, static.scale), s_before)
+  def body(s, i, blocks, stacked):
+    q_b, k_b, v_b = (chunking.to_chunks(x, c) for x in blocks)
+    (n,) = stacked
+    contrib = chunk.state_contribution(k_b, v_b, g5, n)                # [B, H, S, Dk, Dv]
+    s_before, s_next = _scan_states(s, chunk.state_decay(g5, n, s.dtype), contrib, reverse=False)
+    o = chunk.output(q_b, k_b, v_b, s_before, g5, static.scale)
+    return s_next, (chunking.from_chunks(o),), s_before
 
-  s_final, (o, s_before) = lax.scan(step, s0, (*blocks, n))
-  nt = q.shape[2]
-  return chunking.from_blocks(o, nt), s_final, chunking.from_blocks(s_before, nt)
+  s_final, (o,), s_before = chunking.scan_blocks(body, s0, static.grid, (q, k, v), (lengths,),
+                                                 outputs=(jnp.zeros(v.shape, v.dtype),))
+  return o, s_final, s_before
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
@@ -91,23 +84,24 @@ def _chunked_fwd(q, k, v, g, s0, static):
 def _chunked_bwd(static, residuals, cotangents):
   q, k, v, g, s_before = residuals
   do, ds_final = cotangents
-  g5, blocks, n = _blocked(static, g, q, k, v, do, s_before)
-  scale = static.scale
+  g5, lengths = _decay_and_lengths(g, static)
+  c, scale = static.grid.chunk_size, static.scale
 
-  def step(ds, xs):
-    q_b, k_b, v_b, do_b, s_b, n_b = xs
+  def body(ds, i, blocks, stacked):
+    q_b, k_b, v_b, do_b = (chunking.to_chunks(x, c) for x in blocks)
+    n, s = stacked
     local = chunk.state_grad_contribution(q_b, do_b, g5, scale)
-    ds_next, ds_prev = _scan_states(ds, chunk.state_decay(g5, n_b, ds.dtype), local, reverse=True)
-    dq = chunk.grad_q(k_b, v_b, do_b, s_b, g5, scale)
-    dk, dv = chunk.grad_kv(q_b, k_b, v_b, do_b, ds_next, g5, scale, n_b)
-    dg = (chunk.grad_log_decay(q_b, k_b, v_b, do_b, s_b, ds_next, g5, scale, n_b).sum((0, 2))
+    ds_next, ds_prev = _scan_states(ds, chunk.state_decay(g5, n, ds.dtype), local, reverse=True)
+    dq = chunk.grad_q(k_b, v_b, do_b, s, g5, scale)
+    dk, dv = chunk.grad_kv(q_b, k_b, v_b, do_b, ds_next, g5, scale, n)
+    dg = (chunk.grad_log_decay(q_b, k_b, v_b, do_b, s, ds_next, g5, scale, n).sum((0, 2))
           if static.has_decay else jnp.zeros_like(g))
-    return ds_prev, (dq, dk, dv, dg)
+    return ds_prev, tuple(chunking.from_chunks(x) for x in (dq, dk, dv)), dg
 
-  ds0, (dq, dk, dv, dg) = lax.scan(step, ds_final, (*blocks, n), reverse=True)
-  nt = q.shape[2]
-  return (chunking.from_blocks(dq, nt), chunking.from_blocks(dk, nt),
-          chunking.from_blocks(dv, nt), dg.sum(0), ds0)
+  ds0, (dq, dk, dv), dg = chunking.scan_blocks(
+      body, ds_final, static.grid, (q, k, v, do), (lengths, s_before),
+      outputs=(jnp.zeros_like(q), jnp.zeros_like(k), jnp.zeros_like(v)), reverse=True)
+  return dq, dk, dv, dg.sum(0), ds0
 
 
 _chunked.defvjp(_chunked_fwd, _chunked_bwd)
@@ -120,8 +114,9 @@ def linear_attention_xla(q: jax.Array, k: jax.Array, v: jax.Array, g: jax.Array 
   acc = jnp.promote_types(q.dtype, jnp.float32)
   b, t, h, dk = q.shape
   dv = v.shape[-1]
-  qc, kc, vc = (chunking.to_chunks(x.astype(acc), chunk_size) for x in (q, k, v))
+  grid = chunking.Blocks(t, chunk_size)
+  qp, kp, vp = (grid.pad(x.astype(acc)) for x in (q, k, v))
   s0 = (jnp.zeros((b, h, dk, dv), acc) if initial_state is None else initial_state.astype(acc))
   g_arr = jnp.zeros((h,), acc) if g is None else g.astype(acc)
-  o, s_final = _chunked(qc, kc, vc, g_arr, s0, _Static(t, chunk_size, float(scale), g is not None))
-  return chunking.from_chunks(o, t).astype(q.dtype), s_final
+  o, s_final = _chunked(qp, kp, vp, g_arr, s0, _Static(grid, float(scale), g is not None))
+  return o[:, :t].astype(q.dtype), s_final
