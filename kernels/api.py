@@ -37,7 +37,7 @@ _FLOATS = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
 # - linear-attention forward: the scan for a few long sequences (B*H = 2: 2-3x faster), the
 #   chunked form for many short ones (B*H = 64, 128: 1.5-2x faster).
 # Interpret-mode Pallas is never the fastest on CPU.
-CPU_FEW_SEQUENCES = 8
+CPU_FEW_SEQUENCES = 16
 CPU_AUTO = {
     "linear_attention": ("reference", "xla", "xla"),
     "delta_rule": ("reference", "reference", "xla"),
