@@ -9,6 +9,22 @@ a steadier figure on a shared machine):
   gradient noise (on sgd)   <= 1.05x      TrAct (on adamw)   <= 1.10x
   NaP (on adamw)            <= 1.05x      LANTON vs Muon     <= 1.10x
 
+Measured (2-core CPU shared with other jobs, 24 GiB, no GPU, jax 0.10.2; batch 128; MLP 784-512x3
+with LayerNorm, ViT 32x32x3 patch 4 d128 x4; ratio of medians / ratio of fastest rounds; with
+this load the medians moved by +-15% between runs):
+
+  mlp  sgd + grad noise         1.92 / 2.16   threefry sampling of 0.9M normals ~ one fwd+bwd
+  mlp  adamw + TrAct            1.82 / 1.29   n = 784 > b: two b x n x m matmuls (Woodbury)
+  mlp  adamw + NaP              1.02 / 1.06
+  mlp  LANTON vs Muon           1.49 / 1.48   one more Newton-Schulz per matrix (noise estimate)
+  mlp  LANTON every 10 vs Muon  1.06 / 0.82
+  mlp  LMO (no noise) vs Muon   0.72 / 0.80
+  vit  sgd + grad noise         0.93 / 0.81   (noise: below the run-to-run spread)
+  vit  adamw + TrAct            1.03 / 1.07
+  vit  adamw + NaP (hidden)     1.02 / 1.15
+  vit  LANTON vs Muon           0.95 / 1.00
+  vit  LANTON every 10 vs Muon  1.02 / 0.92
+
 Usage:
   python scripts/bench_optim.py                       # both models, default sizes
   python scripts/bench_optim.py --models=mlp --rounds=30 --steps_per_round=5

@@ -125,13 +125,11 @@ def conv_patches(images: jax.Array, kernel_size: int | Sequence[int],
                  kernel_dilation: int | Sequence[int] = 1) -> jax.Array:
   """tract_inputs for a Conv first layer: every patch the kernel sees, as rows in Flax order.
 
-  images: [B, H, W, C] (or [B, H, W], read as C = 1). Returns [B * H_out * W_out, kh * kw * C]
+  images: [B, H, W, C]. Returns [B * H_out * W_out, kh * kw * C]
   with features ordered (kh, kw, C), so that patches @ kernel.reshape(-1, O) equals the Flax Conv
   output (without bias). padding: 'SAME' | 'VALID' | an int | ((lo, hi), (lo, hi)), as in Flax.
   (lax.conv_general_dilated_patches orders features (C, kh, kw); we transpose.)
   """
-  if images.ndim == 3:
-    images = images[..., None]
   if images.ndim != 4:
     raise ConfigError(f'conv_patches expects images [B, H, W, C], got shape {images.shape}')
   kh, kw = _pair(kernel_size)

@@ -16,7 +16,7 @@ def _params():
   return {'hidden': {0: {'linear': {'kernel': jax.random.normal(k[0], (6, 6))}},
                      1: {'linear': {'kernel': jax.random.normal(k[1], (6, 6))}}},
           'scale_a': jnp.ones((6,)), 'scale_b': jnp.ones((6,)),
-          'head': {'kernel': jax.random.normal(k[2], (6, 3)), 'bias': jnp.zeros((3,))}}
+          'head': {'kernel': jax.random.normal(k[2], (6, 6)), 'bias': jnp.zeros((6,))}}
 
 
 def _grads(params, seed, noise):
@@ -63,15 +63,15 @@ def test_plain_lmo_step_matches_exact_polar_reference():
 
 def test_equal_noise_matches_plain_lmo_up_to_a_common_factor():
   """Layers whose residuals have equal dual norms (here G_b = -G_a) get the same rate."""
-  params = {'a': jnp.ones((5, 4)), 'b': jnp.ones((5, 4)), 'c': jnp.ones((4,)), 'd': jnp.ones((4,))}
+  params = {'a': jnp.ones((6, 6)), 'b': jnp.ones((6, 6)), 'c': jnp.ones((6,)), 'd': jnp.ones((6,))}
   for rule in ('min', 'mean'):
-    adaptive = lanton(0.1, lr_rule=rule)
+    adaptive = lanton(0.1, lr_rule=rule, adapt_vectors=True)
     plain = lanton(0.1, noise_adaptive=False)
     s_adaptive, s_plain = adaptive.init(params), plain.init(params)
     step_a, step_p = adaptive.update, plain.update
     for t in range(4):
-      x = jax.random.normal(jax.random.key(t), (5, 4))
-      v = jax.random.normal(jax.random.key(100 + t), (4,))
+      x = jax.random.normal(jax.random.key(t), (6, 6))
+      v = jax.random.normal(jax.random.key(100 + t), (6,))
       grads = {'a': x, 'b': -x, 'c': v, 'd': -v}
       ua, s_adaptive = step_a(grads, s_adaptive, params)
       up, s_plain = step_p(grads, s_plain, params)
@@ -102,16 +102,18 @@ def test_noisier_layer_gets_smaller_learning_rate(estimator):
   noisy = float(state.lr_scale['hidden'][1]['linear']['kernel'])
   assert quiet == pytest.approx(1.0)          # the least noisy layer takes the group's rate
   assert 0.12 < noisy < 0.45, noisy           # ~ 0.2 / 0.8 = 1/4 of it (the noise std ratio)
+  assert float(state.lr_scale['head']['bias']) == 1.0  # vectors are not adapted by default
+  assert float(state.noise['head']['bias']) > 0        # but their noise is tracked
 
 
 def test_noise_every_updates_the_estimate_only_every_k_steps():
-  params = {'a': jnp.ones((4, 4)), 'b': jnp.ones((4, 4))}
+  params = {'a': jnp.ones((6, 6)), 'b': jnp.ones((6, 6))}
   tx = lanton(0.1, noise_every=3)
   state = tx.init(params)
   step = tx.update
   history = []
   for t in range(7):
-    grads = {'a': jax.random.normal(jax.random.key(t), (4, 4)), 'b': jnp.full((4, 4), 0.1 * t)}
+    grads = {'a': jax.random.normal(jax.random.key(t), (6, 6)), 'b': jnp.full((6, 6), 0.1 * t)}
     _, state = step(grads, state, params)
     history.append(float(state.noise['a']))
   # Steps 1..7: the residual estimate exists from step 2; updated at steps 3 and 6 only.
@@ -121,7 +123,7 @@ def test_noise_every_updates_the_estimate_only_every_k_steps():
 
 
 def test_weight_decay_is_multiplied_by_the_layer_rate():
-  params = {'w': jnp.full((3, 3), 2.0), 'v': jnp.full((3,), 2.0)}
+  params = {'w': jnp.full((6, 6), 2.0), 'v': jnp.full((6,), 2.0)}
   zeros = jax.tree.map(jnp.zeros_like, params)
   tx = lanton(0.1, weight_decay=0.5, noise_adaptive=False, vector_lr_scale=0.2)
   updates, _ = tx.update(zeros, tx.init(params), params)
@@ -141,13 +143,13 @@ def test_errors():
 
 
 def test_vmap_over_trials_and_schedule():
-  params = {'w': jnp.ones((4, 3)), 'v': jnp.ones((3,))}
+  params = {'w': jnp.ones((6, 6)), 'v': jnp.ones((6,))}
   tx = lanton(optax.linear_schedule(0.1, 0.0, 10))
-  grads = {'w': jax.random.normal(jax.random.key(0), (2, 4, 3)),
-           'v': jax.random.normal(jax.random.key(1), (2, 3))}
+  grads = {'w': jax.random.normal(jax.random.key(0), (2, 6, 6)),
+           'v': jax.random.normal(jax.random.key(1), (2, 6))}
   states = jax.vmap(lambda _: tx.init(params))(jnp.arange(2))
   batched, _ = jax.jit(jax.vmap(tx.update, in_axes=(0, 0, None)))(grads, states, params)
-  update = jax.jit(tx.update)
+  update = tx.update
   for i in range(2):
     single, _ = update(jax.tree.map(lambda g: g[i], grads), tx.init(params), params)
     np.testing.assert_allclose(batched['w'][i], single['w'], rtol=1e-4, atol=1e-6)

@@ -68,10 +68,10 @@ def test_spectral_lmo_and_dual_norm_identities():
 
 def test_spectral_lmo_of_a_conv_kernel_uses_flax_fan_in():
   g = jax.random.normal(jax.random.key(2), (3, 3, 2, 4))     # d_in = 18, d_out = 4
-  out = lmo.lmo_spectral(g, ns_coeffs=CONVERGING)
+  out = lmo.lmo_spectral(g)
   assert out.shape == g.shape
-  matrix = np.asarray(out).reshape(18, 4)
-  np.testing.assert_allclose(matrix.T @ matrix, (4 / 18) * np.eye(4), atol=1e-4)
+  expected = -np.sqrt(4 / 18) * lmo.newton_schulz(g.reshape(18, 4))
+  np.testing.assert_allclose(np.asarray(out).reshape(18, 4), expected, rtol=1e-6, atol=1e-7)
 
 
 def test_sign_and_rms_identities():

@@ -16,9 +16,9 @@ def _params(bias: bool = False):
       'linear': {'kernel': jax.random.normal(k, (n, m)) / np.sqrt(n),
                  **({'bias': jnp.linspace(-0.5, 0.8, m)} if bias else {})},
       'linear_norm': {'scale': jnp.ones((m,)), 'bias': jnp.zeros((m,))}}
-  return {'hidden': {0: layer(keys[0], 5, 8), 1: layer(keys[1], 8, 8)},
+  return {'hidden': {0: layer(keys[0], 8, 8), 1: layer(keys[1], 8, 8)},
           'norm_final': {'scale': jnp.ones((8,))},
-          'head': {'kernel': jax.random.normal(keys[2], (8, 3)), 'bias': jnp.zeros((3,))}}
+          'head': {'kernel': jax.random.normal(keys[2], (8, 8)), 'bias': jnp.zeros((8,))}}
 
 
 def _layer_norm(z, scale, bias):
@@ -76,7 +76,7 @@ def test_norms_stay_at_init_over_many_steps():
 @pytest.mark.parametrize('bias', [False, True])
 def test_projection_leaves_the_network_function_unchanged(bias):
   params = _params(bias=bias)
-  x = jax.random.normal(jax.random.key(1), (16, 5))
+  x = jax.random.normal(jax.random.key(1), (16, 8))
   # Updates that only touch the normalized layers (the head and norms get zero updates).
   updates = _random_updates(params, 2)
   for i in (0, 1):
@@ -98,7 +98,7 @@ def test_projection_leaves_the_network_function_unchanged(bias):
 def test_kernel_only_projection_changes_function_when_layer_has_bias():
   """Why bias='joint' is the default: LN(x W + b) is invariant to (cW, cb), not to cW alone."""
   params = _params(bias=True)
-  x = jax.random.normal(jax.random.key(1), (16, 5))
+  x = jax.random.normal(jax.random.key(1), (16, 8))
   updates = jax.tree.map(jnp.zeros_like, params)
   updates['hidden'][0]['linear'] = params['hidden'][0]['linear']  # (W, b) -> (2W, 2b)
   stepped = optax.apply_updates(params, updates)

@@ -90,11 +90,6 @@ def test_conv_patches_transpose_grad_equals_kernel_grad(kernel, strides, padding
   np.testing.assert_allclose(forward_patches, forward, rtol=1e-4, atol=1e-4)
 
 
-def test_conv_patches_grayscale_images():
-  images = jax.random.normal(jax.random.key(6), (2, 5, 5))
-  np.testing.assert_array_equal(conv_patches(images, 3), conv_patches(images[..., None], 3))
-
-
 def test_transform_replaces_only_the_masked_kernel():
   params = {'first': {'kernel': jnp.zeros((2, 2, 3, 4)), 'bias': jnp.zeros((4,))},
             'head': {'kernel': jnp.zeros((4, 2))}}
