@@ -71,8 +71,8 @@ def test_cpu_auto_table_names_real_impls():
   assert cpu_auto_impls("linear_attention", CPU_FEW_SEQUENCES + 1) == CPU_AUTO["linear_attention"][1:]
 
 
-@pytest.mark.parametrize("op", ["linear_attention", "delta_rule"])
-@pytest.mark.parametrize("batch", [B, CPU_FEW_SEQUENCES])          # B*H = 4 and 16 sequences
+@pytest.mark.parametrize("op,batch", [("linear_attention", B), ("linear_attention", CPU_FEW_SEQUENCES),
+                                      ("delta_rule", B)])       # B*H = 4 and 32 sequences
 def test_auto_on_cpu_runs_the_table(op, batch):
   """Forward passes and gradients come from the impls `cpu_auto_impls` names, bit for bit."""
   rep = lambda x: jnp.tile(x, (batch // B,) + (1,) * (x.ndim - 1))
