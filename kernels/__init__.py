@@ -7,12 +7,15 @@ Public API (layout [B, T, H, D]; each returns (o, final_state or None)):
              chunk_size=64, impl="auto")
 Helpers: tril_inverse ((I + L)^-1 for the WY transform), alibi_slopes / alibi_log_decay (per-head
 decay rates). Each implementation also has its own module: <op>_reference (lax.scan ground
-truth), <op>_xla (chunked jnp), <op>_pallas (+ _gpu / _tpu layouts), <op>_chunk (the equations).
+truth), <op>_xla (chunked jnp), <op>_pallas (+ _gpu / _tpu layouts), <op>_chunk (the equations
+of one chunk, forward and backward, shared by the XLA path and both Pallas layouts).
+BENCHMARKS.md has the measured speeds and the test tolerances.
 """
 from paperlab.kernels.api import (CHUNK_SIZES, CPU_AUTO, CPU_FEW_SEQUENCES, IMPLS, cpu_auto_impls,
                                   delta_rule, linear_attention)
 from paperlab.kernels.decay import alibi_log_decay, alibi_slopes
 from paperlab.kernels.tril_inverse import INVERSE_METHODS, tril_inverse
 
-__all__ = ["CHUNK_SIZES", "CPU_AUTO", "CPU_FEW_SEQUENCES", "IMPLS", "cpu_auto_impls", "INVERSE_METHODS", "alibi_log_decay", "alibi_slopes", "delta_rule",
-           "linear_attention", "tril_inverse"]
+__all__ = ["CHUNK_SIZES", "CPU_AUTO", "CPU_FEW_SEQUENCES", "IMPLS", "INVERSE_METHODS",
+           "alibi_log_decay", "alibi_slopes", "cpu_auto_impls", "delta_rule", "linear_attention",
+           "tril_inverse"]
