@@ -29,13 +29,17 @@ _FLOATS = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
 # impl="auto" on CPU, per op: (forward impl for at most CPU_FEW_SEQUENCES sequences B*H,
 # forward impl for more, gradient impl). Under differentiation the gradient impl runs (its
 # forward and its custom VJP); a plain forward pass runs a forward impl. Measured with
-# scripts/bench_kernels.py on the 2-core CPU (jax 0.10.2; kernels/BENCHMARKS.md has the tables):
-# - gradients: the chunked "xla" path at every shape measured; the token-by-token scan's
-#   autodiff backward is 4-20x slower (T sequential steps that each save a Dk x Dv state).
-# - delta-rule forward: the scan, 3-6x faster than the chunked WY form at every shape measured
-#   (the WY transform costs more than the recurrence saves on a CPU).
-# - linear-attention forward: the scan for a few long sequences (B*H = 2: 2-3x faster), the
-#   chunked form for many short ones (B*H = 64, 128: 1.5-2x faster).
+# scripts/bench_kernels.py on the 2-core CPU (jax 0.10.2, f32, D = 64 and 32, chunk 64;
+# kernels/BENCHMARKS.md has the tables):
+# - gradients: the chunked "xla" path at every shape measured. The token-by-token scan's
+#   autodiff backward is 23-31x slower for linear attention and 6-13x for the delta rule at
+#   B*H = 2, T = 512..16K (it visits T steps that each save a Dk x Dv state), 1.3-5.4x at
+#   training shapes (B x T x H = 4x1024x4, 16x256x4, 64x64x2).
+# - delta-rule forward: the scan, 2.8-3.2x faster than the chunked WY form at B*H = 2 and 3-8x
+#   at the training shapes (the WY transform costs more than the recurrence saves on a CPU).
+# - linear-attention forward: the scan for a few sequences (1.2-1.5x faster at B*H = 2 up to
+#   T = 8K, a tie at 16K; 1.24x at B*H = 16), the chunked form for many (a tie at B*H = 64,
+#   1.4x faster at 128).
 # Interpret-mode Pallas is never the fastest on CPU.
 CPU_FEW_SEQUENCES = 16
 CPU_AUTO = {

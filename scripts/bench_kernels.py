@@ -7,8 +7,9 @@
       [--write kernels/BENCHMARKS.md]
 
 Sweep: for each op, impl and sequence length it times the forward and the forward+backward
-(gradients w.r.t. q, k, v and beta; jitted, compile excluded, median of `--repeats` runs, the
-impls of one op timed round-robin so that load from other jobs hits them alike) and
+(gradients w.r.t. q, k, v and beta; jitted, compile excluded, median of at least `--repeats`
+runs, more for fast calls; the impls of one op timed round-robin so that load from other jobs
+hits them alike) and
 reports tokens/s and achieved GFLOP/s against this machine's measured f32 matmul rate. Causal
 softmax attention is `jax.nn.dot_product_attention(is_causal=True)` (XLA on CPU; cuDNN where JAX
 picks it on GPU). On CPU, a second table times "reference" and "xla" at training-like shapes
@@ -91,16 +92,29 @@ def median_ms(fn, args, repeats: int) -> float:
   return statistics.median(times)
 
 
-def interleaved_medians_ms(fns: dict, args, repeats: int) -> dict:
-  """Median ms of each fn, timed round-robin so that a shared machine's load hits all alike."""
+def interleaved_medians_ms(fns: dict, args, repeats: int, min_seconds: float = 1.0,
+                           max_repeats: int = 50) -> dict:
+  """Median ms of each fn, timed round-robin so that a shared machine's load hits all alike.
+
+  At least `repeats` rounds, more (up to max_repeats) while a round is short, so that the
+  medians of fast calls rest on enough samples. The order rotates every round, so no fn always
+  runs right after the same other one (a big allocator like Pallas's interpreter leaves page
+  faults behind for whoever runs next).
+  """
+  if not fns:
+    return {}
   for fn in fns.values():
     jax.block_until_ready(fn(*args))                     # compile + warm-up
   times = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
+  names = list(fns)
+  rounds, spent = 0, 0.0
+  while rounds < repeats or (spent < min_seconds and rounds < max_repeats):
+    for name in names[rounds % len(names):] + names[:rounds % len(names)]:
+      fn = fns[name]
       start = time.perf_counter()
       jax.block_until_ready(fn(*args))
       times[name].append(1e3 * (time.perf_counter() - start))
+    rounds, spent = rounds + 1, spent + sum(t[-1] for t in times.values()) / 1e3
   return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -154,13 +168,19 @@ def fwd_bwd(fn):
 
 
 def measure(op: str, impls, shape, args, dtype) -> dict:
-  """{impl: (fwd ms, fwd+bwd ms)} for the impls of one op at one shape, timed interleaved."""
+  """{impl: (fwd ms, fwd+bwd ms)} for the impls of one op at one shape, timed interleaved.
+
+  Except the reference's fwd+bwd, timed on its own: its autodiff keeps all T states (0.5 GB at
+  T = 16K), and interleaving it would make the others pay its page faults.
+  """
   inputs = make_inputs(op, shape, dtype)
   fns = {impl: make_fn(op, impl, shape[2], args) for impl in impls}
   fwd = interleaved_medians_ms({i: jax.jit(f) for i, f in fns.items()}, inputs, args.repeats)
-  grads = {i: jax.jit(fwd_bwd(f)) for i, f in fns.items()}
-  both = interleaved_medians_ms({i: (lambda g: lambda *x: g(x))(g) for i, g in grads.items()},
-                                inputs, args.repeats)
+  both = {}
+  for group in ([i for i in impls if i != "reference"], [i for i in impls if i == "reference"]):
+    grads = {i: jax.jit(fwd_bwd(fns[i])) for i in group}
+    both.update(interleaved_medians_ms({i: (lambda g: lambda *x: g(x))(g) for i, g in grads.items()},
+                                       inputs, args.repeats))
   return {impl: (fwd[impl], both[impl]) for impl in impls}
 
 
@@ -213,27 +233,30 @@ def goals(results, train, args, device: str) -> list[str]:
       ratio = soft / lin
       lines.append(f"- At T=8192, softmax / linear attention (auto), {name}: **{ratio:.1f}x** "
                    f"(goal >= 10x): {'met' if ratio >= 10 else 'MISSED'}.")
-  tables = [("sweep", results, lambda key: f"T={key[2]}")] + (
-      [("training shapes", train, lambda key: "x".join(map(str, key[2])))] if train else [])
-  for label, table, where in tables:
+  ops = {"linear": "linear_attention", "delta": "delta_rule"}
+  tables = [("sweep", results, lambda shape: f"T={shape}", args.batch * args.heads)]
+  tables += [("training shapes", train, lambda shape: "x".join(map(str, shape)), None)] if train else []
+  for label, table, where, num_sequences in tables:
     worst = {}
     for (op, impl, shape), r in table.items():
-      if impl == "auto" or r is None or op == "softmax":
+      if impl != "auto" or r is None:
         continue
-      auto = table.get((op, "auto", shape))
-      if auto is None:
-        continue
+      sequences = num_sequences or shape[0] * shape[2]
       for col in (0, 1):
-        others = [x[col] for (o, i, s), x in table.items()
-                  if o == op and s == shape and i != "auto" and x is not None]
-        ratio = auto[col] / min(others)
-        key = (op, col)
-        if key not in worst or ratio > worst[key][0]:
-          worst[key] = (ratio, where((op, impl, shape)))
-    for (op, col), (ratio, at) in sorted(worst.items()):
-      verdict = "auto is the fastest (within 10%)" if ratio <= 1.1 else "auto is NOT the fastest"
-      lines.append(f"- {label}, {op} {'fwd+bwd' if col else 'fwd'}: auto / fastest other impl, "
-                   f"worst case {ratio:.2f}x at {at}: {verdict}.")
+        chosen = kernels.cpu_auto_impls(ops[op], sequences)[col]
+        others = {i: x[col] for (o, i, s), x in table.items()
+                  if o == op and s == shape and i != "auto" and x is not None}
+        if chosen not in others:
+          continue
+        fastest = min(others, key=others.get)
+        ratio = others[chosen] / others[fastest]
+        if (op, col) not in worst or ratio > worst[(op, col)][0]:
+          worst[(op, col)] = (ratio, where(shape), chosen, fastest)
+    for (op, col), (ratio, at, chosen, fastest) in sorted(worst.items()):
+      verdict = ("auto's choice is the fastest (within 10%)" if ratio <= 1.1
+                 else f"auto's choice is NOT the fastest ({fastest} is)")
+      lines.append(f"- {label}, {op} {'fwd+bwd' if col else 'fwd'}: time of auto's choice / fastest "
+                   f"impl, worst case {ratio:.2f}x ({chosen} vs {fastest} at {at}): {verdict}.")
   return lines
 
 
@@ -255,7 +278,8 @@ def markdown(results, train, args, device, dtype, peak, seconds, loads) -> str:
          f"**{peak:.0f} GFLOP/s**.",
          f"Shapes: B={args.batch}, H={args.heads}, D={args.head_dim}, chunk={args.chunk_size}, "
          f"dtype={dtype}, linear-attention decay: {'none' if args.no_decay else 'ALiBi slopes'}; "
-         f"median of {args.repeats} interleaved runs; everything took {seconds / 60:.1f} min.",
+         f"medians of at least {args.repeats} interleaved runs (more for fast calls, up to 1 s); "
+         f"everything took {seconds / 60:.1f} min.",
          f"Command: `python scripts/bench_kernels.py {' '.join(sys.argv[1:])}`", "",
          "| op | impl | T | fwd ms | fwd+bwd ms | fwd+bwd tokens/s | fwd+bwd GFLOP/s | % of matmul |",
          "|---|---|---:|---:|---:|---:|---:|---:|"]
