@@ -95,6 +95,10 @@ def build_experiment(config: ml_collections.ConfigDict, *, mesh: jax.sharding.Me
   if "tract_inputs" in extra_args and tract_spec is None:
     raise ConfigError(f"TrAct (config.optim.tract_lam) needs a model whose first layer is dense or conv; "
                       f"model {config.model.name!r} starts with an embedding lookup")
+  if ("tract_inputs" in extra_args and tract_spec.preact_offset and "microbatch_grads" not in extra_args
+      and optim_lib.tract_sees_raw_gradient(config.optim)):
+    # TrAct from dL/dz: XLA then drops the autodiff kernel gradient (optim/tract.py).
+    extra_args = extra_args | {"tract_output_grads"}
   tx = optim_lib.build(config.optim, params, total_steps=config.total_steps,
                        rng=jax.random.fold_in(jax.random.key(config.seed), 1),
                        tract_path=tract_spec.kernel_path if tract_spec is not None else None,
@@ -140,12 +144,26 @@ def task_sums(task: str, outputs: jax.Array, batch: dict) -> dict[str, jax.Array
 
 
 def make_loss_fn(exp: Experiment) -> Callable:
-  def loss_fn(params, model_state, batch):
+  def loss_fn(params, model_state, batch, tract_preact_offset=None):
     model = nnx.merge(exp.graphdef, params, model_state)
-    sums = task_sums(exp.source.task, model(batch["x"]), batch)
+    kwargs = {} if tract_preact_offset is None else {"tract_preact_offset": tract_preact_offset}
+    sums = task_sums(exp.source.task, model(batch["x"], **kwargs), batch)
     count = jnp.maximum(sums["count"], 1.0)
     return sums["loss"] / count, sums["metric"] / count
   return loss_fn
+
+
+def _leaf_at(tree: Any, path: tuple) -> Any:
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def _with_leaf(tree: Any, path: tuple, value: Any) -> Any:
+  """A copy of the nested pure dict `tree` with the leaf at `path` replaced."""
+  if not path:
+    return value
+  return {**tree, path[0]: _with_leaf(tree[path[0]], path[1:], value)}
 
 
 def make_tract_inputs(exp: Experiment, x: jax.Array) -> jax.Array:
@@ -166,10 +184,22 @@ def make_update_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Trai
   Vectorized sweeps vmap this over a stack of trial states with the batch shared."""
   loss_fn = make_loss_fn(exp)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  grad_with_offset_fn = jax.value_and_grad(loss_fn, argnums=(0, 3), has_aux=True)
   cfg = exp.config
+
+  def raw_grads_norm(grads, extra):
+    if "tract_output_grads" in extra:
+      # The reported gradient's first kernel is x^T dL/dz, rebuilt here (on reported steps only) so
+      # that the autodiff one stays unused and XLA drops it.
+      path = exp.tract_spec.kernel_path
+      kernel_grad = extra["tract_inputs"].astype(jnp.float32).T @ extra["tract_output_grads"]
+      grads = _with_leaf(grads, path, kernel_grad.reshape(_leaf_at(grads, path).shape))
+    return optax.tree.norm(grads)
 
   def update_step(state: TrainState, batch: dict):
     extra = {}
+    if "tract_inputs" in exp.extra_args:
+      extra["tract_inputs"] = make_tract_inputs(exp, batch["x"])
     if "microbatch_grads" in exp.extra_args:
       # Two independent half-batch gradients for the noise estimate; their mean is the step's gradient.
       halves = [jax.tree.map(lambda x, i=i: x[i::2], batch) for i in range(2)]
@@ -178,16 +208,22 @@ def make_update_step(exp: Experiment) -> Callable[[TrainState, dict], tuple[Trai
       loss, metric = (loss_a + loss_b) / 2, (metric_a + metric_b) / 2
       grads = jax.tree.map(lambda a, b: (a + b) / 2, grads_a, grads_b)
       extra["microbatch_grads"] = (grads_a, grads_b)
+    elif "tract_output_grads" in exp.extra_args:
+      # dL/dz of the first layer from a zero offset on z; TrAct recomputes the kernel gradient from it.
+      kernel = _leaf_at(state.params, exp.tract_spec.kernel_path)
+      offset = jnp.zeros((extra["tract_inputs"].shape[0], kernel.shape[-1]), jnp.float32)
+      (loss, metric), (grads, output_grads) = grad_with_offset_fn(
+          state.params, state.model_state, batch, offset)
+      extra["tract_output_grads"] = output_grads
     else:
       (loss, metric), grads = grad_fn(state.params, state.model_state, batch)
-    if "tract_inputs" in exp.extra_args:
-      extra["tract_inputs"] = make_tract_inputs(exp, batch["x"])
     updates, opt_state = exp.tx.update(grads, state.opt_state, state.params, **extra)
     params = optax.apply_updates(state.params, updates)
     # The three global norms cost ~15% of a small model's step on CPU (one reduction per leaf), so
     # they are computed only on the steps that log or save a checkpoint (zeros elsewhere).
     reported = _is_reported_step(cfg, state.step + 1)
-    norms = jax.lax.cond(reported, lambda: jnp.stack([optax.tree.norm(t) for t in (grads, params, updates)]),
+    norms = jax.lax.cond(reported, lambda: jnp.stack([raw_grads_norm(grads, extra), optax.tree.norm(params),
+                                                      optax.tree.norm(updates)]),
                          lambda: jnp.zeros(3, jnp.float32))
     metrics = {
         "loss": loss, exp.metric_name: metric, "grad_norm": norms[0], "param_norm": norms[1],

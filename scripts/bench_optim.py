@@ -80,6 +80,14 @@ def variants(args, params) -> list[tuple[str, str, dict, dict]]:
   ]
 
 
+def first_layer_width(params, spec) -> int:
+  """m, the first layer's output width: the last axis of its kernel."""
+  leaf = params
+  for key in spec.kernel_path:
+    leaf = leaf[key]
+  return leaf.shape[-1]
+
+
 def make_step(model, params, optim_overrides: dict, input_shape):
   """A jitted step(params, opt_state, x, y) -> (params, opt_state, loss), or None if n/a."""
   graphdef, _, rest = nnx.split(model, nnx.Param, ...)
@@ -96,13 +104,15 @@ def make_step(model, params, optim_overrides: dict, input_shape):
   if nap_mask is not None:
     tx = optax.chain(tx, optim.nap_projection(mask=nap_mask))
   tract_on = 'tract_inputs' in optim.extra_args_needed(cfg)
+  # As the trainer does: TrAct from the first layer's dL/dz when the model exposes it.
+  tract_from_output_grads = tract_on and spec.preact_offset and optim.tract_sees_raw_gradient(cfg)
 
-  def loss_fn(p, x, y):
-    logits = nnx.merge(graphdef, p, rest)(x)
+  def loss_fn(p, x, y, offset=None):
+    kwargs = {} if offset is None else {'tract_preact_offset': offset}
+    logits = nnx.merge(graphdef, p, rest)(x, **kwargs)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
   def step(p, opt_state, x, y):
-    loss, grads = jax.value_and_grad(loss_fn)(p, x, y)
     extra = {}
     if tract_on:
       if spec.kind == 'dense':
@@ -110,6 +120,12 @@ def make_step(model, params, optim_overrides: dict, input_shape):
       else:
         extra['tract_inputs'] = optim.conv_patches(x.reshape((-1,) + spec.image_shape),
                                                    spec.kernel_size, spec.strides, spec.padding)
+    if tract_from_output_grads:
+      offset = jnp.zeros((extra['tract_inputs'].shape[0], first_layer_width(p, spec)), jnp.float32)
+      loss, (grads, extra['tract_output_grads']) = jax.value_and_grad(loss_fn, argnums=(0, 3))(
+          p, x, y, offset)
+    else:
+      loss, grads = jax.value_and_grad(loss_fn)(p, x, y)
     updates, opt_state = tx.update(grads, opt_state, p, **extra)
     return optax.apply_updates(p, updates), opt_state, loss
 

@@ -1,5 +1,6 @@
 """End-to-end trainer tests: outputs of a run, exact resume after SIGKILL, SIGTERM, divergence, bad
 input, and data parallelism over fake devices."""
+import dataclasses
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from paperlab import config as config_lib
 from paperlab import metrics as metrics_lib
 from paperlab import train
 from paperlab.errors import ConfigError
+from paperlab.optim import tract_sees_raw_gradient
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -226,3 +228,32 @@ def test_tensorboard_mirror(tmp_path):
   train.train_and_evaluate(small_config(total_steps=20, **{"log.tensorboard": True}), tmp_path)
   events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
   assert events and events[0].stat().st_size > 0
+
+
+# TrAct from the first layer's dL/dz (optim/tract.py, `tract_output_grads`).
+@pytest.mark.parametrize("batch_size", [32, 128])  # digits: n = 64, so push-through, then direct
+def test_tract_from_output_grads_matches_the_gradient_path(batch_size):
+  config = small_config(**{"optim.tract_lam": 0.1, "batch_size": batch_size, "log_every": 1})
+  exp = train.build_experiment(config)
+  assert "tract_output_grads" in exp.extra_args
+  via_kernel_grad = dataclasses.replace(exp, extra_args=exp.extra_args - {"tract_output_grads"})
+  results = []
+  for e in (exp, via_kernel_grad):
+    step = jax.jit(train.make_train_step(e))
+    state, metrics = step(train.init_state(e), e.source.device_data)
+    state, metrics = step(state, e.source.device_data)   # a second step: AdamW moments in play
+    results.append((state.params, metrics))
+  (params_a, metrics_a), (params_b, metrics_b) = results
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), params_a, params_b)
+  for key in ("loss", "grad_norm", "update_norm"):
+    np.testing.assert_allclose(metrics_a[key], metrics_b[key], rtol=1e-5)
+  assert float(metrics_a["grad_norm"]) > 0
+
+
+def test_output_grads_path_only_when_tract_sees_the_raw_gradient():
+  assert tract_sees_raw_gradient(small_config(**{"optim.tract_lam": 0.1}).optim)
+  for extra in ({"optim.clip_norm": 1.0}, {"optim.grad_noise_eta": 0.01}):
+    config = small_config(**{"optim.tract_lam": 0.1, **extra})
+    assert not tract_sees_raw_gradient(config.optim)
+    exp = train.build_experiment(config)
+    assert "tract_inputs" in exp.extra_args and "tract_output_grads" not in exp.extra_args

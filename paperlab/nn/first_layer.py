@@ -12,6 +12,11 @@ with a `TractSpec` (`model.tract_spec`); the trainer builds x from the raw batch
          orders features (C, kh, kw): transpose before use.)
 
 `kernel_path` locates the kernel in `nnx.to_pure_dict(nnx.state(model, nnx.Param))`.
+
+`preact_offset=True` says the model's `__call__` accepts `tract_preact_offset=d`, an array of the
+first layer's output rows [b, m] added to its pre-activation z = x W (+ bias). It is zero in the
+forward pass; its gradient is dL/dz, which lets TrAct replace the kernel gradient at the cost of
+one b x b solve when b < n (optim/tract.py, `tract_output_grads`) instead of two extra matmuls.
 """
 import dataclasses
 import math
@@ -30,6 +35,7 @@ class TractSpec:
   strides: tuple[int, int] | None = None      # conv: (sh, sw)
   padding: str | None = None                  # conv: 'SAME' | 'VALID' (lax semantics)
   image_shape: tuple[int, int, int] | None = None  # conv: per-example (H, W, C) the conv reads
+  preact_offset: bool = False                 # __call__ accepts tract_preact_offset (see above)
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -41,8 +47,10 @@ class TractSpec:
       raise ValueError('a conv TractSpec needs kernel_size, strides, padding and image_shape')
 
   @classmethod
-  def dense(cls, kernel_path: tuple[Hashable, ...], in_features: int) -> 'TractSpec':
-    return cls('dense', tuple(kernel_path), in_features=int(in_features))
+  def dense(cls, kernel_path: tuple[Hashable, ...], in_features: int, *,
+            preact_offset: bool = False) -> 'TractSpec':
+    return cls('dense', tuple(kernel_path), in_features=int(in_features),
+               preact_offset=preact_offset)
 
   @classmethod
   def conv(cls, kernel_path: tuple[Hashable, ...], *, kernel_size: tuple[int, int],

@@ -35,8 +35,11 @@ class DenseLayer(nnx.Module):
     self.linear_norm = norms.make_norm(norm, out_features, rngs=rngs)
     self.activation = activations.get_activation(activation)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return self.activation(norms.apply_norm(self.linear_norm, self.linear(x)))
+  def __call__(self, x: jax.Array, preact_offset: jax.Array | None = None) -> jax.Array:
+    z = self.linear(x)
+    if preact_offset is not None:  # zero; its gradient is dL/dz (first_layer.py)
+      z = z + preact_offset.reshape(z.shape)
+    return self.activation(norms.apply_norm(self.linear_norm, z))
 
 
 class MLP(nnx.Module):
@@ -64,16 +67,20 @@ class MLP(nnx.Module):
     self.head = nnx.Linear(widths[-1], output_dim, kernel_init=kernel_init,
                            bias_init=bias_init_fn, rngs=rngs)
 
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, *, tract_preact_offset: jax.Array | None = None) -> jax.Array:
+    """tract_preact_offset: [b, m] added to the first layer's pre-activation (TractSpec)."""
     h = x.reshape(x.shape[:x.ndim - self.input_rank] + (self.in_features,)).astype(jnp.float32)
-    for layer in self.hidden:
-      h = layer(h)
-    return self.head(h)
+    for i, layer in enumerate(self.hidden):
+      h = layer(h, tract_preact_offset if i == 0 else None)
+    out = self.head(h)
+    if tract_preact_offset is not None and not len(self.hidden):
+      out = out + tract_preact_offset.reshape(out.shape)
+    return out
 
   @property
   def tract_spec(self) -> TractSpec:
     path = ('hidden', 0, 'linear', 'kernel') if len(self.hidden) else ('head', 'kernel')
-    return TractSpec.dense(path, self.in_features)
+    return TractSpec.dense(path, self.in_features, preact_offset=True)
 
 
 def default_config() -> ml_collections.ConfigDict:

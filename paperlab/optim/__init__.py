@@ -12,7 +12,8 @@ Chain order: clip -> add_gradient_noise -> tract -> optimizer -> schedule -> nap
 Depends on jax, optax, chex, numpy and ml_collections only (never on paperlab.nn/train/data).
 """
 from paperlab.optim.compose import (build, current_lr, extra_args_needed, get_hyperparams,
-                                  injected_fields, learning_rate_fn, set_hyperparams)
+                                  injected_fields, learning_rate_fn, set_hyperparams,
+                                  tract_sees_raw_gradient)
 from paperlab.optim.config import OPTIMIZERS, default_config
 from paperlab.optim.gradient_noise import GradientNoiseState, add_gradient_noise, noise_variance
 from paperlab.optim.lanton import LantonState, lanton, layer_learning_rates, lmo_groups
@@ -20,7 +21,8 @@ from paperlab.optim.lmo import (dual_norm_rms, dual_norm_sign, dual_norm_spectra
                                 lmo_sign, lmo_spectral, newton_schulz)
 from paperlab.optim.nap import NapState, effective_learning_rates, feeds_norm_mask, nap_projection
 from paperlab.optim.schedules import SCHEDULES, schedule_shape
-from paperlab.optim.tract import conv_patches, dense_inputs, tract, tract_gradient
+from paperlab.optim.tract import (conv_patches, dense_inputs, tract, tract_gradient,
+                                  tract_gradient_from_output_grads)
 
 __all__ = [
     'GradientNoiseState', 'LantonState', 'NapState', 'OPTIMIZERS', 'SCHEDULES',
@@ -29,5 +31,6 @@ __all__ = [
     'extra_args_needed', 'feeds_norm_mask', 'get_hyperparams', 'injected_fields', 'lanton',
     'layer_learning_rates', 'learning_rate_fn', 'lmo_groups', 'lmo_rms', 'lmo_sign',
     'lmo_spectral', 'nap_projection', 'newton_schulz', 'noise_variance', 'schedule_shape',
-    'set_hyperparams', 'tract', 'tract_gradient',
+    'set_hyperparams', 'tract', 'tract_gradient', 'tract_gradient_from_output_grads',
+    'tract_sees_raw_gradient',
 ]

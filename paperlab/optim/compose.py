@@ -84,6 +84,13 @@ def extra_args_needed(optim_config) -> set[str]:
   return needed
 
 
+def tract_sees_raw_gradient(optim_config) -> bool:
+  """True when TrAct is on and nothing before it in the chain (clipping, gradient noise) changes
+  the gradient: then the trainer may pass `tract_output_grads` and skip the kernel gradient."""
+  cfg = config_lib.resolve(optim_config)
+  return cfg.tract_lam is not None and cfg.clip_norm is None and cfg.grad_noise_eta is None
+
+
 def _decay_steps(cfg, total_steps: int | None) -> int | None:
   if cfg.schedule == 'constant':
     return None

@@ -13,9 +13,18 @@ derivation; the code is the authority on where 1/b sits):
     W - eta G_tract = argmin_V  (1/b) ||x V - z*||_F^2 + lam ||V - W||_F^2,
     z* = x W - eta b dL/dz      (a gradient step on each row's pre-activation)
 
-When b < n the n x n solve is replaced by the equivalent b x b one (Woodbury):
+When b < n the n x n solve is replaced by an equivalent b x b one. From G alone (Woodbury):
 
-    G_tract = (G - x^T (x x^T + b lam I_b)^{-1} x G) / lam
+    G_tract = (G - x^T (x x^T + b lam I_b)^{-1} x G) / lam          (two extra b x n x m matmuls)
+
+and, when the caller also passes dL/dz (`tract_output_grads`, rows [b, m]), by the push-through
+identity (x^T x / b + lam I)^{-1} x^T = x^T (x x^T / b + lam I)^{-1}:
+
+    G_tract = x^T (x x^T / b + lam I_b)^{-1} dL/dz
+
+which costs one b x n x m matmul, the same as the ordinary G it replaces: the autodiff kernel
+gradient is then unused and XLA drops it, so TrAct costs only the b x b Gram and solve. This is our
+optimization, not in the paper or the official code; the result is the same matrix.
 
 Both are float32 Cholesky solves whatever the dtype of the gradient (the official 'cholesky_inverse'
 option is wrong: it passes the SPD matrix where torch expects its Cholesky factor; we solve). As
@@ -23,7 +32,9 @@ lam -> inf, G_tract -> G / lam; the paper uses lam = 0.1 with the baseline's lea
 
 Place in a chain: on the raw gradient, before the optimizer (after clipping and noise when those are
 on; the official code has neither). Only the masked first-layer kernel changes; the bias and every
-other leaf pass through. The update takes the layer's inputs as the keyword `tract_inputs`:
+other leaf pass through. The update takes the layer's inputs as the keyword `tract_inputs` (and optionally
+`tract_output_grads`, see above: then the masked kernel's incoming gradient is ignored and
+recomputed as x^T dL/dz, so no earlier transform in the chain may have changed it):
 
     tx = optax.chain(tract(0.1, mask=mask), optax.sgd(0.1, momentum=0.9))
     updates, state = tx.update(grads, state, params, tract_inputs=conv_patches(images, (3, 3)))
@@ -33,6 +44,7 @@ in Flax's (kh, kw, C) order; `conv_patches` builds x in that order. Inputs with 
 are flattened to [-1, n] (a ViT patch embedding applied to [B, T, n] gives b = B * T rows).
 Dilated kernels are supported by `conv_patches`; grouped convs are not (nor in the official code).
 """
+import math
 from typing import Sequence
 
 import jax
@@ -78,6 +90,29 @@ def tract_gradient(grad: jax.Array, inputs: jax.Array, lam) -> jax.Array:
   return out.reshape(grad.shape).astype(grad.dtype)
 
 
+def tract_gradient_from_output_grads(output_grads: jax.Array, inputs: jax.Array, lam,
+                                     kernel_shape: Sequence[int]) -> jax.Array:
+  """(x^T x / b + lam I)^{-1} x^T dL/dz for one kernel, in float32 (push-through form when b < n).
+
+  output_grads: dL/dz [b, m] (or [..., m], the layer's output rows in the order of `inputs`);
+  inputs: x [b, n]; kernel_shape: the kernel's shape (leading axes flatten to n, last is m).
+  """
+  x = _as_rows(inputs).astype(jnp.float32)
+  delta = output_grads.reshape(-1, output_grads.shape[-1]).astype(jnp.float32)
+  b, n = x.shape
+  if delta.shape[0] != b or delta.shape[1] != kernel_shape[-1] or math.prod(kernel_shape[:-1]) != n:
+    raise ConfigError(f'tract_output_grads of shape {output_grads.shape} do not match tract_inputs'
+                      f' {inputs.shape} and the TrAct kernel {tuple(kernel_shape)}: expected'
+                      f' [{b}, {kernel_shape[-1]}] rows')
+  lam = jnp.asarray(lam, jnp.float32)
+  if b < n:
+    gram = x @ x.T / b + lam * jnp.eye(b, dtype=jnp.float32)
+    out = x.T @ _cholesky_solve(gram, delta)
+  else:
+    out = _cholesky_solve(x.T @ x / b + lam * jnp.eye(n, dtype=jnp.float32), x.T @ delta)
+  return out.reshape(kernel_shape)
+
+
 def tract(lam: float = 0.1, *, mask: paths.MaskOrFn) -> optax.GradientTransformationExtraArgs:
   """TrAct on the kernel(s) selected by `mask`; see the module docstring.
 
@@ -87,8 +122,9 @@ def tract(lam: float = 0.1, *, mask: paths.MaskOrFn) -> optax.GradientTransforma
     mask: a bool tree like params (or a prefix, or a callable params -> tree) that is True at the
       first-layer kernel. Every selected leaf must have fan-in n = tract_inputs.shape[-1].
 
-  update(updates, state, params=None, *, tract_inputs) with tract_inputs the layer's input rows
-  [b, n] of the current batch (`dense_inputs`, `conv_patches`).
+  update(updates, state, params=None, *, tract_inputs, tract_output_grads=None) with tract_inputs
+  the layer's input rows [b, n] of the current batch (`dense_inputs`, `conv_patches`) and, optionally,
+  tract_output_grads = dL/dz [b, m] of the same rows (the cheaper path of the module docstring).
   """
 
   def init_fn(params):
@@ -97,14 +133,20 @@ def tract(lam: float = 0.1, *, mask: paths.MaskOrFn) -> optax.GradientTransforma
                         ' first-layer kernel')
     return optax.EmptyState()
 
-  def update_fn(updates, state, params=None, *, tract_inputs=None, **extra_args):
+  def update_fn(updates, state, params=None, *, tract_inputs=None, tract_output_grads=None,
+                **extra_args):
     del params, extra_args
     if tract_inputs is None:
       raise ConfigError('tract needs the first layer\'s inputs: call'
                         ' tx.update(grads, state, params, tract_inputs=x) with x [b, n]')
     flags = paths.resolve_mask(mask, updates)
     leaves, treedef = jax.tree.flatten(updates)
-    leaves = [tract_gradient(g, tract_inputs, lam) if f else g for g, f in zip(leaves, flags)]
+    if tract_output_grads is None:
+      new = lambda g: tract_gradient(g, tract_inputs, lam)
+    else:
+      new = lambda g: tract_gradient_from_output_grads(
+          tract_output_grads, tract_inputs, lam, g.shape).astype(g.dtype)
+    leaves = [new(g) if f else g for g, f in zip(leaves, flags)]
     return jax.tree.unflatten(treedef, leaves), state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -8,6 +8,7 @@ from flax import nnx
 
 from paperlab.errors import ConfigError
 from paperlab.optim import conv_patches, dense_inputs, tract
+from paperlab.optim.tract import tract_gradient_from_output_grads
 from paperlab.optim import tract_gradient as _tract_gradient
 
 # One compiled program per shape is much cheaper than eager op-by-op dispatch of the solves.
@@ -135,3 +136,35 @@ def test_jit_vmap_and_dense_inputs():
   for i in range(2):
     np.testing.assert_allclose(batched['k'][i], _reference(g['k'][i], x[i].reshape(12, 5), 0.1),
                                rtol=2e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('b,n,m', [(64, 12, 5), (6, 20, 4)])  # direct, then push-through (b < n)
+def test_output_grads_path_equals_the_gradient_path(b, n, m):
+  """x^T (x x^T / b + lam I)^{-1} dL/dz is the TrAct gradient of G = x^T dL/dz."""
+  kx, kd = jax.random.split(jax.random.key(100 + b))
+  x = jax.random.normal(kx, (b, n)) * jnp.linspace(0.2, 3.0, n)
+  delta = jax.random.normal(kd, (b, m))
+  g = np.asarray(x).T.astype(np.float64) @ np.asarray(delta, np.float64)
+  out = tract_gradient_from_output_grads(delta, x, 0.1, (n, m))
+  np.testing.assert_allclose(out, _reference(g, np.asarray(x, np.float64), 0.1), rtol=2e-4,
+                             atol=1e-5)
+
+
+def test_transform_with_output_grads_ignores_the_incoming_kernel_gradient():
+  """With tract_output_grads the masked kernel is recomputed from dL/dz (conv kernel layout), so a
+  placeholder gradient there gives the same update as the true one; other leaves pass through."""
+  kx, kd = jax.random.split(jax.random.key(7))
+  x = jax.random.normal(kx, (5, 2 * 2 * 3))          # b = 5 < n = 12: push-through
+  delta = jax.random.normal(kd, (5, 4))
+  kernel_grad = (x.T @ delta).reshape(2, 2, 3, 4)
+  grads = {'first': {'kernel': kernel_grad, 'bias': jnp.ones((4,))}}
+  tx = tract(0.1, mask={'first': {'kernel': True, 'bias': False}})
+  state = tx.init(grads)
+  via_g, _ = tx.update(grads, state, tract_inputs=x)
+  placeholder = {'first': {'kernel': jnp.zeros_like(kernel_grad), 'bias': jnp.ones((4,))}}
+  via_delta, _ = tx.update(placeholder, state, tract_inputs=x, tract_output_grads=delta)
+  np.testing.assert_allclose(via_delta['first']['kernel'], via_g['first']['kernel'], rtol=2e-4,
+                             atol=1e-5)
+  np.testing.assert_array_equal(via_delta['first']['bias'], grads['first']['bias'])
+  with pytest.raises(ConfigError, match='tract_output_grads'):
+    tx.update(grads, state, tract_inputs=x, tract_output_grads=delta[:4])
