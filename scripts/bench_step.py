@@ -51,7 +51,7 @@ def paperlab_side(args):
     for i in range(1, steps + 1):
       state, metrics = step_fn(state, data)
       if pending_log is not None:
-        jax.device_get(([f for f in unchecked], pending_log))
+        train.fetch_for_host(unchecked, pending_log)
         unchecked, pending_log = [], None
       unchecked.append(metrics["finite"])
       if i % config.log_every == 0:

@@ -257,3 +257,14 @@ def test_output_grads_path_only_when_tract_sees_the_raw_gradient():
     assert not tract_sees_raw_gradient(config.optim)
     exp = train.build_experiment(config)
     assert "tract_inputs" in exp.extra_args and "tract_output_grads" not in exp.extra_args
+
+
+def test_fetch_for_host_returns_every_flag_and_metric():
+  jnp = jax.numpy
+  flags = [jnp.asarray(True), jnp.asarray(False), jnp.asarray(True)]
+  metrics = {"loss": jnp.float32(1.5), "accuracy": jnp.float32(0.25), "finite": jnp.asarray(True)}
+  got_flags, got_metrics = train.fetch_for_host(flags, metrics)
+  assert got_flags == [True, False, True]
+  assert got_metrics == {"accuracy": 0.25, "finite": 1.0, "loss": 1.5}
+  assert train.fetch_for_host(flags[:1], None) == ([True], {})
+  assert train.fetch_for_host([], None) == ([], {})
