@@ -20,6 +20,7 @@ from paperlab.optim.lanton import LantonState, lanton, layer_learning_rates, lmo
 from paperlab.optim.lmo import (dual_norm_rms, dual_norm_sign, dual_norm_spectral, lmo_rms,
                                 lmo_sign, lmo_spectral, newton_schulz)
 from paperlab.optim.nap import NapState, effective_learning_rates, feeds_norm_mask, nap_projection
+from paperlab.optim.nuclear_norm import nuclear_norm, nuclear_norm_exact
 from paperlab.optim.schedules import SCHEDULES, schedule_shape
 from paperlab.optim.tract import (conv_patches, dense_inputs, tract, tract_gradient,
                                   tract_gradient_from_output_grads)
@@ -30,7 +31,8 @@ __all__ = [
     'dual_norm_rms', 'dual_norm_sign', 'dual_norm_spectral', 'effective_learning_rates',
     'extra_args_needed', 'feeds_norm_mask', 'get_hyperparams', 'injected_fields', 'lanton',
     'layer_learning_rates', 'learning_rate_fn', 'lmo_groups', 'lmo_rms', 'lmo_sign',
-    'lmo_spectral', 'nap_projection', 'newton_schulz', 'noise_variance', 'schedule_shape',
+    'lmo_spectral', 'nap_projection', 'newton_schulz', 'noise_variance', 'nuclear_norm',
+    'nuclear_norm_exact', 'schedule_shape',
     'set_hyperparams', 'tract', 'tract_gradient', 'tract_gradient_from_output_grads',
     'tract_sees_raw_gradient',
 ]
