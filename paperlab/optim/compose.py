@@ -149,7 +149,8 @@ def _base_optimizer(cfg, hp: dict[str, Any], lr) -> optax.GradientTransformation
       sign_lr_scale=hp['lanton_sign_lr_scale'], vector_lr_scale=hp['lanton_vector_lr_scale'],
       vector_lmo=cfg.lanton_vector_lmo, weight_decay=hp['weight_decay'],
       nesterov=cfg.lanton_nesterov, ns_steps=cfg.lanton_ns_steps,
-      noise_every=cfg.lanton_noise_every, adapt_vectors=cfg.lanton_adapt_vectors)
+      noise_every=cfg.lanton_noise_every, adapt_vectors=cfg.lanton_adapt_vectors,
+      dual_norm_method=cfg.lanton_dual_norm_method)
 
 
 def _tract_mask(params, tract_path: Sequence[Hashable] | None):

@@ -53,6 +53,7 @@ def default_config() -> ml_collections.ConfigDict:
       lanton_ns_steps=5,
       lanton_noise_every=1,
       lanton_adapt_vectors=False,  # also noise-adapt biases and norm parameters
+      lanton_dual_norm_method='lanczos',  # lanczos | newton_schulz | exact (hidden layers' noise)
   ))
 
 
@@ -127,6 +128,7 @@ def resolve(optim_config) -> ml_collections.ConfigDict:
   _choice(cfg, 'lanton_estimator', lanton_lib.ESTIMATORS)
   _choice(cfg, 'lanton_lr_rule', lanton_lib.LR_RULES)
   _choice(cfg, 'lanton_vector_lmo', lanton_lib.VECTOR_LMOS)
+  _choice(cfg, 'lanton_dual_norm_method', lanton_lib.DUAL_NORM_METHODS)
   for field in ('muon_ns_steps', 'lanton_ns_steps', 'lanton_noise_every'):
     _int(cfg, field, low=1)
   if cfg.schedule == 'cosine' and cfg.warmup_steps:

@@ -6,7 +6,8 @@ import optax
 import pytest
 
 from paperlab.errors import ConfigError
-from paperlab.optim import lanton, lmo_groups
+from paperlab.optim import config as optim_config
+from paperlab.optim import lanton, lmo, lmo_groups
 
 CONVERGING = [(1.875, -1.25, 0.375)] * 30
 
@@ -154,3 +155,76 @@ def test_vmap_over_trials_and_schedule():
     single, _ = update(jax.tree.map(lambda g: g[i], grads), tx.init(params), params)
     np.testing.assert_allclose(batched['w'][i], single['w'], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(batched['v'][i], single['v'], rtol=1e-6)
+
+
+def _wide_grads(seed: int, stds: dict[str, float]) -> dict[str, jax.Array]:
+  """Two-batch halves for 120x130 kernels (large enough for the Lanczos path): signal + noise."""
+  signal = jnp.cos(jnp.arange(120 * 130, dtype=jnp.float32)).reshape(120, 130)
+  keys = jax.random.split(jax.random.key(seed), len(stds))
+  return {name: signal + std * jax.random.normal(k, signal.shape)
+          for (name, std), k in zip(stds.items(), keys)}
+
+
+@pytest.mark.parametrize('method', ['lanczos', 'newton_schulz', 'exact'])
+def test_dual_norm_methods_give_the_spectral_noise_sample(method):
+  """Step 1 with two_batch: H = (1 - beta2) (sqrt(d_out/d_in) ||(g1 - g2)/2||_nuc)^2."""
+  params = {'w': jnp.zeros((120, 130))}
+  g1, g2 = _wide_grads(0, {'w': 1.0}), _wide_grads(1, {'w': 1.0})
+  grads = jax.tree.map(lambda a, b: (a + b) / 2, g1, g2)
+  tx = lanton(0.1, estimator='two_batch', beta2=0.9, dual_norm_method=method)
+  _, state = tx.update(grads, tx.init(params), params, microbatch_grads=(g1, g2))
+  r = np.asarray((g1['w'] - g2['w']) / 2, np.float64)
+  exact = np.sqrt(130 / 120) * np.linalg.svd(r, compute_uv=False).sum()
+  if method == 'newton_schulz':  # the NS band underestimates, by a reproducible amount
+    ns = np.sum(r * np.asarray(lmo.newton_schulz(jnp.asarray(r, jnp.float32)), np.float64))
+    np.testing.assert_allclose(state.noise['w'], 0.1 * (np.sqrt(130 / 120) * ns) ** 2, rtol=1e-4)
+    assert np.sqrt(float(state.noise['w']) / 0.1) < 0.97 * exact
+  else:
+    tol = 1e-4 if method == 'exact' else 0.06  # 0.06 on the square: 3 % on the norm
+    np.testing.assert_allclose(state.noise['w'], 0.1 * exact ** 2, rtol=tol)
+
+
+def test_lanczos_gives_the_exact_method_s_rates():
+  params = {'quiet': jnp.zeros((120, 130)), 'noisy': jnp.zeros((120, 130))}
+  stds = {'quiet': 0.2, 'noisy': 0.8}
+  scales = {}
+  for method in ('lanczos', 'exact'):
+    tx = lanton(0.02, beta2=0.9, dual_norm_method=method)
+    step = jax.jit(tx.update)
+    state = tx.init(params)
+    for seed in range(6):
+      _, state = step(_wide_grads(seed, stds), state, params)
+    scales[method] = float(state.lr_scale['noisy'])
+    assert float(state.lr_scale['quiet']) == 1.0
+  assert 0.15 < scales['exact'] < 0.4, scales  # ~ 0.2 / 0.8
+  np.testing.assert_allclose(scales['lanczos'], scales['exact'], rtol=0.03)
+
+
+def test_lanczos_under_vmap_with_noise_every():
+  """Probe keys come from the (batched) step count: vmapped trials equal single runs."""
+  params = {'w': jnp.zeros((120, 130)), 'v': jnp.zeros((130,))}
+  tx = lanton(0.1, noise_every=2)
+  grads = [{'w': _wide_grads(t, {'w': 1.0})['w'], 'v': jnp.full((130,), 0.1 * t)}
+           for t in range(3)]
+  trials = [jax.tree.map(lambda g, i=i: g * (1 + i), grads) for i in range(2)]
+  states = jax.vmap(lambda _: tx.init(params))(jnp.arange(2))
+  batched_step = jax.jit(jax.vmap(tx.update, in_axes=(0, 0, None)))
+  single_step = jax.jit(tx.update)
+  singles = [tx.init(params) for _ in range(2)]
+  for t in range(3):
+    stacked = jax.tree.map(lambda *g: jnp.stack(g), *(trial[t] for trial in trials))
+    _, states = batched_step(stacked, states, params)
+    singles = [single_step(trial[t], s, params)[1] for trial, s in zip(trials, singles)]
+  for i in range(2):
+    np.testing.assert_allclose(states.noise['w'][i], singles[i].noise['w'], rtol=1e-4)
+  assert float(singles[1].noise['w']) > 0  # estimated at step 2 (residual, noise_every=2)
+  np.testing.assert_allclose(states.noise['w'][1], 4 * states.noise['w'][0], rtol=1e-3)
+
+
+def test_bad_dual_norm_method():
+  with pytest.raises(ConfigError, match='lanczos, newton_schulz, exact'):
+    lanton(0.1, dual_norm_method='svd')
+  cfg = optim_config.default_config()
+  cfg.name, cfg.lanton_dual_norm_method = 'lanton', 'power'
+  with pytest.raises(ConfigError, match='lanton_dual_norm_method.*lanczos, newton_schulz, exact'):
+    optim_config.resolve(cfg)
