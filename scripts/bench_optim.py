@@ -73,6 +73,8 @@ def variants(args, params) -> list[tuple[str, str, dict, dict]]:
       ('tract', 'adamw + TrAct', dict(name='adamw'), dict(name='adamw', tract_lam=0.1)),
       nap,
       ('lanton', 'LANTON vs Muon', dict(name='muon', lr=0.02), dict(name='lanton', lr=0.02)),
+      (None, 'LANTON dual norm by NS vs Muon', dict(name='muon', lr=0.02),
+       dict(name='lanton', lr=0.02, lanton_dual_norm_method='newton_schulz')),
       ('lanton', f'LANTON noise_every={args.noise_every} vs Muon', dict(name='muon', lr=0.02),
        dict(name='lanton', lr=0.02, lanton_noise_every=args.noise_every)),
       (None, 'LMO (noise_adaptive=False) vs Muon', dict(name='muon', lr=0.02),
