@@ -18,18 +18,11 @@ clipping). Placed before Adam or momentum, the noise goes through the preconditi
 gradient does, as in the paper.
 
 With constant `eta` and the same key this is exactly `optax.add_noise(eta, gamma, key)` (same key
-splits, same samples) run under `jax.threefry_partitionable(False)`; with `partitionable=None`, it
-is exactly optax.add_noise under jax's global setting. Our choice: by default the noise uses jax's
-classic threefry layout, where each hash yields two samples, rather than jax's default partitionable
-one, because on a small model the sampling is the whole cost of this transform: 0.93M normals take
-~3.9 ms vs ~5.4-6.4 ms (best of 40, 2-core CPU, jax 0.10.2). The partitionable layout only pays off
-when the parameters are sharded across devices (each device then draws just its shard); pass
-`partitionable=True` there. Two differences: `eta` may be an optax schedule, and the key is stored as raw
+splits, same samples). Two differences: `eta` may be an optax schedule, and the key is stored as raw
 uint32 key data so that the state is a tuple of plain arrays (orbax checkpoints it like any array).
 Where `eta` is a schedule, the variance at step t is eta(t) / (1 + t)^gamma; with gamma = 0 the
 schedule is the variance itself (our choice; the paper only anneals through gamma).
 """
-import contextlib
 from typing import NamedTuple
 
 import jax
@@ -57,16 +50,13 @@ def noise_variance(eta: optax.ScalarOrSchedule, gamma, count: jax.Array) -> jax.
 
 
 def add_gradient_noise(eta: optax.ScalarOrSchedule, gamma: float = 0.55, *,
-                       key: jax.Array | int,
-                       partitionable: bool | None = False) -> optax.GradientTransformation:
+                       key: jax.Array | int) -> optax.GradientTransformation:
   """Adds N(0, eta / (1 + t)^gamma) to every gradient entry; see the module docstring.
 
   Args:
     eta: the noise variance at t = 0 (a float or an optax schedule of the step).
     gamma: the decay exponent of the variance (paper: 0.55).
     key: a jax PRNG key (typed or legacy uint32) or an int seed.
-    partitionable: the threefry layout of the samples: False (classic, faster), True (shards
-      without replicated work), None (jax's global `jax_threefry_partitionable`).
   """
   impl, key_data = _key_impl_and_data(key)
 
@@ -77,11 +67,8 @@ def add_gradient_noise(eta: optax.ScalarOrSchedule, gamma: float = 0.55, *,
   def update_fn(updates, state, params=None):
     del params
     variance = noise_variance(eta, gamma, state.count)
-    layout = (contextlib.nullcontext() if partitionable is None
-              else jax.threefry_partitionable(partitionable))
-    with layout:
-      next_key, sample_key = jax.random.split(jax.random.wrap_key_data(state.key_data, impl=impl))
-      noise = optax.tree.random_like(sample_key, target_tree=updates, sampler=jax.random.normal)
+    next_key, sample_key = jax.random.split(jax.random.wrap_key_data(state.key_data, impl=impl))
+    noise = optax.tree.random_like(sample_key, target_tree=updates, sampler=jax.random.normal)
     updates = optax.tree.add_scale(tree_x=updates, scalar=jnp.sqrt(variance), tree_y=noise)
     return updates, GradientNoiseState(count=optax.safe_increment(state.count),
                                        key_data=jax.random.key_data(next_key))
