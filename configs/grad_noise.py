@@ -12,7 +12,9 @@ Command:
 
 Expected result (measured on a 2-core CPU, 24 GiB, no GPU, jax 0.10.2; seed 0, one run each):
 eval/accuracy 0.958 at step 3000 with noise, 0.925 without (27 s and 19 s wall, compile included).
-One seed: the paper's claim is about the spread over many restarts (see experiments/ for that).
+One seed: the paper's claim is about the spread over many restarts; compare five of each with
+  python -m paperlab.sweep --config configs/grad_noise.py --workdir runs/gn --axis seed=0,1,2,3,4 --vectorize
+  python -m paperlab.sweep --config configs/grad_noise.py:baseline --workdir runs/gn0 --axis seed=0,1,2,3,4 --vectorize
 """
 
 from paperlab import config as config_lib
