@@ -33,6 +33,7 @@ import optax
 from flax import nnx
 
 from paperlab import checkpoint as checkpoint_lib
+from paperlab import cpu
 from paperlab import config as config_lib
 from paperlab import data as data_lib
 from paperlab import dist
@@ -81,6 +82,7 @@ def build_experiment(config: ml_collections.ConfigDict, *, mesh: jax.sharding.Me
                      inject_hyperparams: bool = False) -> Experiment:
   """Validates the config and builds data, model and optimizer. Raises ConfigError on bad input."""
   config_lib.validate(config)
+  cpu.limit_blas_threads()  # OpenBLAS's spinning threads would slow every step (cpu.py)
   mesh = mesh if mesh is not None else dist.make_mesh(config.mesh)
   dist.check_batch_size(config.batch_size, mesh)
   dist.check_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")

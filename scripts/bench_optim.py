@@ -40,7 +40,7 @@ import ml_collections
 import optax
 from flax import nnx
 
-from paperlab import nn, optim
+from paperlab import cpu, nn, optim
 from paperlab.errors import ConfigError
 
 GOALS = {'grad_noise': 1.05, 'tract': 1.10, 'nap': 1.05, 'lanton': 1.10}
@@ -165,6 +165,7 @@ def main() -> None:
   parser.add_argument('--noise_every', type=int, default=10)
   parser.add_argument('--only', default='', help='comma-separated goal keys to run (default all)')
   args = parser.parse_args()
+  cpu.limit_blas_threads()  # as the trainer does: OpenBLAS threads would slow every step (cpu.py)
 
   device = jax.devices()[0]
   print(f'jax {jax.__version__} on {device.platform} ({device.device_kind}), '
