@@ -40,10 +40,15 @@ Newton-Schulz, what LANTON used before):
     two-batch (g_1 - g_2) / 2, 64 + 64 examples       -8.6..-11.3 %  +0.4..+1.0 / <= +2.1 %
     momentum residual g - EMA(g)                      -7.2..-12.4 %  +2.3..+2.6 / <= +4.5 %
 
-Time per matrix, jitted alone, best of 7-10 on a shared 2-core CPU (24 GiB, no GPU, jax 0.10.2;
-load 1.7-3.4): 512x512: NS 25-39 ms, SVD 18-25 ms, lanczos 13-21 ms; 784x512: NS 29-55 ms,
-SVD 22-24 ms, lanczos 13-21 ms. On 128-wide matrices (a small ViT) lanczos costs ~1.6 ms, more
-than one NS (~0.7 ms). (The MLP gradients: the bench model on class-structured random images,
+The Lanczos steps multiply by the Gram A = M^T M formed once (one efficient [k, k] matmul; the
+skinny products M^T (M V) ran at ~30 GFLOP/s here): 784x512 went from 11.6 to 7.1 ms. Its float32
+rounding leaves each null direction of a low-rank M a singular value ~sqrt(eps) sigma_max (+0.16 %
+on the rank-5 test matrix); with it, the Gaussian rows above measured +2.3 / +2.8 % (512) and
++0.3 / +1.3 % (784), rank 8 + noise +2.0 / +2.9 % and +0.8 / +1.6 %.
+
+Time per matrix, jitted alone, best of 15, OpenBLAS at one thread (paperlab/cpu.py), 2-core CPU
+(24 GiB, no GPU, jax 0.10.2): 784x512: lanczos 9.1 ms, NS 27.6 ms; 512x512: lanczos 6.2 ms;
+128x512: lanczos 1.5 ms, NS 1.8 ms; 128x128: lanczos 1.3 ms, NS 0.6 ms. (The MLP gradients: the bench model on class-structured random images,
 after 29 Adam steps at lr 1e-3.)
 
 Deterministic given the key (it only draws the two Rademacher blocks); works under jit and vmap.
@@ -123,7 +128,8 @@ def nuclear_norm(m: jax.Array, key: jax.Array, *, probes: int = DEFAULT_PROBES,
   sqrt = lambda v: jnp.sqrt(jnp.maximum(v, 0.0))
   p = probes
   key_top, key_rest = jax.random.split(key)
-  apply_a = lambda v: x.T @ (x @ v)
+  gram = x.T @ x  # one efficient [k, k] matmul; the Lanczos steps then multiply [k, k] x [k, p]
+  apply_a = lambda v: gram @ v
 
   q0, _ = jnp.linalg.qr(jax.random.rademacher(key_top, (k, p), jnp.float32))
   basis, t_top = _block_lanczos(apply_a, q0, top_steps, None)

@@ -53,7 +53,9 @@ def test_top_part_is_a_lower_bound_and_exact_for_low_rank():
   gauss = _matrix('gauss', (200, 150))
   assert float(top_only(gauss, _KEYS[0])) < 0.8 * _exact(gauss)  # 96 of 150 directions
   low = _matrix('lowrank', (200, 150))  # rank 5 <= p (s_1 - 1) = 80
-  np.testing.assert_allclose(top_only(low, _KEYS[0]), _exact(low), rtol=1e-3)
+  # Exact up to the float32 Gram's rounding: each of the ~145 null directions keeps an eigenvalue
+  # ~eps * sigma_max^2, i.e. a singular value ~sqrt(eps) * sigma_max (measured 0.16 % in all).
+  np.testing.assert_allclose(top_only(low, _KEYS[0]), _exact(low), rtol=4e-3)
 
 
 def test_small_blocks_and_the_exact_fallback():
