@@ -42,14 +42,15 @@ def paperlab_side(args):
   config = exp.config
   state = jax.device_put(train.init_state(exp), dist.replicated(exp.mesh))
   data = jax.device_put(exp.source.device_data, dist.replicated(exp.mesh))
-  step_fn = jax.jit(train.make_train_step(exp), donate_argnums=(0,)).lower(state, data).compile()
+  step_for = train.compile_train_steps(exp, state, data)
 
   def run(state, steps):
-    # train_and_evaluate's loop body: keep each step's finite flag; on log steps fetch the flags and
-    # the metrics (of the previous log step, once the next step is dispatched) in one go.
+    # train_and_evaluate's loop body: the step's executable (reporting on log steps), keep each
+    # step's finite flag; on log steps fetch the flags and the metrics (of the previous log step,
+    # once the next step is dispatched) in one go.
     unchecked, pending_log = [], None
     for i in range(1, steps + 1):
-      state, metrics = step_fn(state, data)
+      state, metrics = step_for(i)(state, data)
       if pending_log is not None:
         train.fetch_for_host(unchecked, pending_log)
         unchecked, pending_log = [], None

@@ -268,3 +268,19 @@ def test_fetch_for_host_returns_every_flag_and_metric():
   assert got_metrics == {"accuracy": 0.25, "finite": 1.0, "loss": 1.5}
   assert train.fetch_for_host(flags[:1], None) == ([True], {})
   assert train.fetch_for_host([], None) == ([], {})
+
+
+def test_compiled_steps_report_norms_on_reported_steps_and_match_the_cond_step():
+  config = small_config(log_every=5)
+  exp = train.build_experiment(config)
+  data = exp.source.device_data
+  step_for = train.compile_train_steps(exp, train.init_state(exp), data)
+  cond_step = jax.jit(train.make_train_step(exp))  # report=None: decided on device
+  state_a = state_b = train.init_state(exp)
+  for n in range(1, 7):
+    state_a, metrics_a = step_for(n)(state_a, data)
+    state_b, metrics_b = cond_step(state_b, data)
+    assert (float(metrics_a["grad_norm"]) > 0) == (n == 5), n   # log_every = 5
+    np.testing.assert_allclose(metrics_a["grad_norm"], metrics_b["grad_norm"], rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+               state_a.params, state_b.params)
