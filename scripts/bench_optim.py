@@ -9,21 +9,34 @@ a steadier figure on a shared machine):
   gradient noise (on sgd)   <= 1.05x      TrAct (on adamw)   <= 1.10x
   NaP (on adamw)            <= 1.05x      LANTON vs Muon     <= 1.10x
 
-Measured (2-core CPU shared with other jobs, 24 GiB, no GPU, jax 0.10.2; batch 128; MLP 784-512x3
-with LayerNorm, ViT 32x32x3 patch 4 d128 x4; ratio of medians / ratio of fastest rounds; with
-this load the medians moved by +-15% between runs):
+Measured (2-core AMD EPYC CPU, 24 GiB, no GPU, jax 0.10.2, load average ~2; batch 128; MLP 784-512x3
+with LayerNorm, ViT 32x32x3 patch 4 d128 x4; ratio of medians / ratio of fastest rounds; OpenBLAS
+at one thread, as paperlab/cpu.py sets it for training; MLP rows from one run, ViT rows from two):
 
-  mlp  sgd + grad noise         1.92 / 2.16   threefry sampling of 0.9M normals ~ one fwd+bwd
-  mlp  adamw + TrAct            1.82 / 1.29   n = 784 > b: two b x n x m matmuls (Woodbury)
-  mlp  adamw + NaP              1.02 / 1.06
-  mlp  LANTON vs Muon           1.49 / 1.48   one more Newton-Schulz per matrix (noise estimate)
-  mlp  LANTON every 10 vs Muon  1.06 / 0.82
-  mlp  LMO (no noise) vs Muon   0.72 / 0.80
-  vit  sgd + grad noise         0.93 / 0.81   (noise: below the run-to-run spread)
-  vit  adamw + TrAct            1.03 / 1.07
-  vit  adamw + NaP (hidden)     1.02 / 1.15
-  vit  LANTON vs Muon           0.95 / 1.00
-  vit  LANTON every 10 vs Muon  1.02 / 0.92
+  mlp  sgd + grad noise         1.97 / 1.94   not met: sampling 0.93M normals ~ one fwd+bwd (below)
+  mlp  adamw + TrAct            1.07 / 1.07   b = 128 < n = 784: push-through form from dL/dz
+  mlp  adamw + NaP              1.00 / 1.01
+  mlp  LANTON vs Muon           1.00 / 1.02   Lanczos dual norm (nuclear_norm.py); 1.07 / 1.03 in
+                                              a second run
+  mlp  LANTON (NS dual norm)    1.56 / 1.59   the old <R, NS(R)>: one more Newton-Schulz per matrix
+  mlp  LANTON every 10 vs Muon  0.80 / 0.81
+  mlp  LMO (no noise) vs Muon   0.78 / 0.78   (our LMO step is cheaper than optax.contrib.muon)
+  vit  sgd + grad noise         1.01 / 1.01
+  vit  adamw + TrAct            1.00 / 0.99
+  vit  adamw + NaP (hidden)     0.99 / 1.00
+  vit  LANTON vs Muon           0.99 / 1.01   (0.99 / 1.02 in the second run)
+  vit  LANTON every 10 vs Muon  0.99 / 1.00
+
+Gradient noise on the MLP: the cost is drawing one N(0, 1) sample per parameter per step (threefry
+bits plus the inverse-erf transform, ~4 ms for 0.93M samples here), against a fwd+bwd of
+~6 b FLOPs per parameter, so the ratio falls only with the batch: 1.49 / 1.49 at b = 1024 and
+1.03 / 1.01 at b = 4096 (--batch_size; measured), and on the ViT, whose parameters see 64 tokens
+per image, it is already 1.01. A cheaper sampler would change the noise (fewer random bits or an
+approximate normal), which we chose not to do; jax's classic threefry layout was faster for one flat
+array but 2.5x slower per leaf of a parameter tree (measured), so the default layout stays.
+
+Before paperlab/cpu.py, OpenBLAS's threads (woken by TrAct's and LANTON's LAPACK calls) slowed
+every step of the process: the MLP AdamW step took 8.5-9.0 ms instead of 4.8-5.0 ms.
 
 Usage:
   python scripts/bench_optim.py                       # both models, default sizes

@@ -41,8 +41,8 @@ Noise ratios are normalized within each group only.
 
 Other choices [R]: the hidden-layer nuclear norm of R (dual_norm_method) is by default
 'lanczos', the deflated block Lanczos estimate of nuclear_norm.py (16 Rademacher probes, 10 block
-matmul pairs; a few % above the SVD value; on a CPU about half the cost of one more
-Newton-Schulz at width 512, twice it at width 128: measured table there), its probes drawn
+products with the Gram; a few % above the SVD value; on a CPU a third of the cost of one more
+Newton-Schulz at 784x512, twice it at 128x128: measured table there), its probes drawn
 from fold_in(fold_in(key(0), step), leaf index): deterministic, new every step, no state. The
 others: 'newton_schulz', <R, NS(R)> with the LMO's Newton-Schulz, in one batched call with the
 momentum's (4-12 % below the exact value, as NS maps singular values into its band, see lmo.py;
