@@ -2,13 +2,19 @@
 
 Both sides train the same MLP (same shapes, same initial parameters), on the same digits data with
 on-device batch sampling, with the same optax AdamW + warmup-cosine optimizer, for the same number
-of steps. paperlab's side is its real loop body: the compiled `train_step` (sampling, loss, grads,
-update, the logged metrics) plus the metrics fetch that `train_and_evaluate` does once per log step. The
+of steps. paperlab's side is its real loop body: the compiled train steps (sampling, loss, grads,
+update, the logged metrics; `compile_train_steps`) plus the metrics fetch that `train_and_evaluate` does once per log step. The
 hand-written side is a jitted step with the loss and update only and no metrics fetch.
 
 Measured on a 2-core AMD EPYC CPU, 24 GiB, no GPU, jax 0.10.2, defaults (MLP 64-256-256-10, batch
-128), 1000 steps x 11 repeats: best 0.904 vs 0.856 ms/step, ratio 1.056 best / 1.167 median with the
-machine otherwise idle (load 1.5); 1.13-1.18 best with other jobs running (load 3-5).
+128), 2000 steps x 11 repeats, load average ~2: best-of-repeats ratio 1.047, 1.001 and 1.010 in
+three runs (medians 1.050, 1.059, 1.067), e.g. 0.72 vs 0.69 ms/step. It was 1.19 at the start of
+this session's work on it; what closed the gap (A/B timings of step variants, best of 9-11):
+norms on reported steps by a second compiled step instead of a lax.cond in every step
+(-0.05 to -0.09 ms), no state donation on CPU (-0.04 ms), one packed transfer per log step for the
+flags and metrics, and plain ints instead of ConfigDict reads in the loop (~-0.007 ms). The
+paperlab step's extra metrics (loss, accuracy, lr, finite flag) and its epoch-permutation sampling
+cost nothing measurable.
 
   python scripts/bench_step.py [--steps 2000] [--width 256] [--depth 2] [--batch 128] [--repeats 5]
 
@@ -49,13 +55,14 @@ def paperlab_side(args):
     # step's finite flag; on log steps fetch the flags and the metrics (of the previous log step,
     # once the next step is dispatched) in one go.
     unchecked, pending_log = [], None
+    log_every = config.log_every
     for i in range(1, steps + 1):
       state, metrics = step_for(i)(state, data)
       if pending_log is not None:
         train.fetch_for_host(unchecked, pending_log)
         unchecked, pending_log = [], None
       unchecked.append(metrics["finite"])
-      if i % config.log_every == 0:
+      if i % log_every == 0:
         pending_log = metrics
     jax.block_until_ready(state)
     return state
