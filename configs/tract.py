@@ -14,8 +14,8 @@ Command:
 
 Expected result (measured on a 2-core CPU, 24 GiB, no GPU, jax 0.10.2; seed 0, one run each):
 eval/accuracy at steps 50/100/150/200 is 0.947/0.969/0.972/0.972 with TrAct and
-0.931/0.958/0.964/0.961 without (8 s and 9 s wall, compile included; re-measured after the
-OpenBLAS thread fix of paperlab/cpu.py, which had slowed the TrAct run to 18 s).
+0.931/0.958/0.964/0.961 without (8 s and 9 s wall, compile included; 18 s and 12 s when
+first measured, before the OpenBLAS thread fix of paperlab/cpu.py and on a busier machine).
 """
 
 from paperlab import config as config_lib
