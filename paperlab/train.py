@@ -42,6 +42,7 @@ from paperlab import metrics as metrics_lib
 from paperlab import nn as nn_lib
 from paperlab import optim as optim_lib
 from paperlab.errors import ConfigError
+from paperlab.optim import paths as param_paths
 from paperlab.state import TrainState
 
 
@@ -156,19 +157,6 @@ def make_loss_fn(exp: Experiment) -> Callable:
   return loss_fn
 
 
-def _leaf_at(tree: Any, path: tuple) -> Any:
-  for key in path:
-    tree = tree[key]
-  return tree
-
-
-def _with_leaf(tree: Any, path: tuple, value: Any) -> Any:
-  """A copy of the nested pure dict `tree` with the leaf at `path` replaced."""
-  if not path:
-    return value
-  return {**tree, path[0]: _with_leaf(tree[path[0]], path[1:], value)}
-
-
 def make_tract_inputs(exp: Experiment, x: jax.Array) -> jax.Array:
   spec = exp.tract_spec
   if spec.kind == "dense":
@@ -201,7 +189,8 @@ def make_update_step(exp: Experiment, report: bool | None = None
       # that the autodiff one stays unused and XLA drops it.
       path = exp.tract_spec.kernel_path
       kernel_grad = extra["tract_inputs"].astype(jnp.float32).T @ extra["tract_output_grads"]
-      grads = _with_leaf(grads, path, kernel_grad.reshape(_leaf_at(grads, path).shape))
+      kernel_shape = param_paths.leaf_at(grads, path).shape
+      grads = param_paths.with_leaf(grads, path, kernel_grad.reshape(kernel_shape))
     return optax.tree.norm(grads)
 
   def update_step(state: TrainState, batch: dict):
@@ -218,7 +207,7 @@ def make_update_step(exp: Experiment, report: bool | None = None
       extra["microbatch_grads"] = (grads_a, grads_b)
     elif "tract_output_grads" in exp.extra_args:
       # dL/dz of the first layer from a zero offset on z; TrAct recomputes the kernel gradient from it.
-      kernel = _leaf_at(state.params, exp.tract_spec.kernel_path)
+      kernel = param_paths.leaf_at(state.params, exp.tract_spec.kernel_path)
       offset = jnp.zeros((extra["tract_inputs"].shape[0], kernel.shape[-1]), jnp.float32)
       (loss, metric), (grads, output_grads) = grad_with_offset_fn(
           state.params, state.model_state, batch, offset)
@@ -233,7 +222,8 @@ def make_update_step(exp: Experiment, report: bool | None = None
                                        optax.tree.norm(updates)])
     no_norms = lambda: jnp.zeros(3, jnp.float32)
     if report is None:
-      norms = jax.lax.cond(_is_reported_step(cfg, state.step + 1), compute_norms, no_norms)
+      reported = _is_reported_step(state.step + 1, cfg.log_every, cfg.ckpt_every, cfg.total_steps)
+      norms = jax.lax.cond(reported, compute_norms, no_norms)
     else:
       norms = compute_norms() if report else no_norms()
     metrics = {
@@ -280,13 +270,14 @@ def compile_train_steps(exp: Experiment, state: TrainState, example_data: Any) -
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
     plain, reporting = pool.map(lambda low: low.compile(), lowered)
   # Plain ints: this runs every step, and a ConfigDict attribute read costs ~0.7 us.
-  log_every, ckpt_every, total = exp.config.log_every, exp.config.ckpt_every, exp.config.total_steps
-  return lambda n: reporting if (n % log_every == 0 or n % ckpt_every == 0 or n == total) else plain
+  intervals = exp.config.log_every, exp.config.ckpt_every, exp.config.total_steps
+  return lambda n: reporting if _is_reported_step(n, *intervals) else plain
 
 
-def _is_reported_step(cfg: ml_collections.ConfigDict, step: jax.Array) -> jax.Array:
-  """True for steps whose metrics are logged or that save a checkpoint (and the last step)."""
-  return (step % cfg.log_every == 0) | (step % cfg.ckpt_every == 0) | (step == cfg.total_steps)
+def _is_reported_step(step, log_every: int, ckpt_every: int, total_steps: int):
+  """True for steps whose metrics are logged or that save a checkpoint (and the last step); `step`
+  is a Python int (host) or a traced int32 (device)."""
+  return (step % log_every == 0) | (step % ckpt_every == 0) | (step == total_steps)
 
 
 def get_batch(exp: Experiment, data: Any, step: jax.Array) -> dict:

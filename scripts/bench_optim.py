@@ -54,6 +54,7 @@ import optax
 from flax import nnx
 
 from paperlab import cpu, nn, optim
+from paperlab.optim import paths
 from paperlab.errors import ConfigError
 
 GOALS = {'grad_noise': 1.05, 'tract': 1.10, 'nap': 1.05, 'lanton': 1.10}
@@ -95,14 +96,6 @@ def variants(args, params) -> list[tuple[str, str, dict, dict]]:
   ]
 
 
-def first_layer_width(params, spec) -> int:
-  """m, the first layer's output width: the last axis of its kernel."""
-  leaf = params
-  for key in spec.kernel_path:
-    leaf = leaf[key]
-  return leaf.shape[-1]
-
-
 def make_step(model, params, optim_overrides: dict, input_shape):
   """A jitted step(params, opt_state, x, y) -> (params, opt_state, loss), or None if n/a."""
   graphdef, _, rest = nnx.split(model, nnx.Param, ...)
@@ -136,7 +129,8 @@ def make_step(model, params, optim_overrides: dict, input_shape):
         extra['tract_inputs'] = optim.conv_patches(x.reshape((-1,) + spec.image_shape),
                                                    spec.kernel_size, spec.strides, spec.padding)
     if tract_from_output_grads:
-      offset = jnp.zeros((extra['tract_inputs'].shape[0], first_layer_width(p, spec)), jnp.float32)
+      width = paths.leaf_at(p, spec.kernel_path).shape[-1]  # m, the first layer's outputs
+      offset = jnp.zeros((extra['tract_inputs'].shape[0], width), jnp.float32)
       loss, (grads, extra['tract_output_grads']) = jax.value_and_grad(loss_fn, argnums=(0, 3))(
           p, x, y, offset)
     else:

@@ -7,8 +7,9 @@ update, the logged metrics; `compile_train_steps`) plus the metrics fetch that `
 hand-written side is a jitted step with the loss and update only and no metrics fetch.
 
 Measured on a 2-core AMD EPYC CPU, 24 GiB, no GPU, jax 0.10.2, defaults (MLP 64-256-256-10, batch
-128), 2000 steps x 11 repeats, load average ~2: best-of-repeats ratio 1.047, 1.001 and 1.010 in
-three runs (medians 1.050, 1.059, 1.067), e.g. 0.72 vs 0.69 ms/step. It was 1.19 at the start of
+128), 2000 steps x 11 repeats, load average 2-3: best-of-repeats ratio 1.047, 1.001, 1.010, 1.061,
+1.050, 1.044 and 0.992 in seven runs (5 of 7 within the goal; medians 1.02-1.09), e.g. 0.72 vs
+0.69 ms/step: the remaining difference is within this machine's run-to-run noise. It was 1.19 at the start of
 this session's work on it; what closed the gap (A/B timings of step variants, best of 9-11):
 norms on reported steps by a second compiled step instead of a lax.cond in every step
 (-0.05 to -0.09 ms), no state donation on CPU (-0.04 ms), one packed transfer per log step for the

@@ -41,6 +41,20 @@ def resolve_mask(mask: MaskOrFn, tree: Any) -> list[bool]:
   return [bool(f) for f in jax.tree.leaves(flags)]
 
 
+def leaf_at(tree: Any, path: Path) -> Any:
+  """The leaf of the nested dict/list `tree` at `path`."""
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def with_leaf(tree: Any, path: Path, value: Any) -> Any:
+  """A copy of the nested dict `tree` with the leaf at `path` replaced (the rest shared)."""
+  if not path:
+    return value
+  return {**tree, path[0]: with_leaf(tree[path[0]], path[1:], value)}
+
+
 def mask_at(tree: Any, path: Path) -> Any:
   """A bool tree shaped like `tree`, True only at the leaf at `path`; KeyError if absent."""
   paths = leaf_paths(tree)

@@ -9,7 +9,7 @@ from ml_collections import config_dict
 
 from paperlab import optim
 from paperlab.errors import ConfigError
-from paperlab.optim import tract_gradient
+from paperlab.optim import paths, tract_gradient
 
 TRACT_PATH = ('hidden', 0, 'linear', 'kernel')
 
@@ -247,3 +247,12 @@ def test_state_is_plain_arrays_and_round_trips_by_leaves():
   saved = [np.asarray(x) for x in leaves]
   restored = jax.tree.unflatten(jax.tree.structure(tx.init(params)), saved)
   chex.assert_trees_all_equal(restored, state)
+
+
+def test_leaf_at_and_with_leaf_round_trip():
+  tree = {'hidden': {0: {'linear': {'kernel': 1, 'bias': 2}}}, 'head': {'kernel': 3}}
+  path = ('hidden', 0, 'linear', 'kernel')
+  assert paths.leaf_at(tree, path) == 1
+  new = paths.with_leaf(tree, path, 9)
+  assert paths.leaf_at(new, path) == 9 and tree['hidden'][0]['linear']['kernel'] == 1  # a copy
+  assert new['hidden'][0]['linear']['bias'] == 2 and new['head'] is tree['head']
